@@ -1,0 +1,269 @@
+"""Front-ends: the linear-magnitude mel of the speaker branch, and the frozen
+wav2vec2 layer mix of the semantic branch.
+
+Authors
+ * BiCodec plugin authors 2026
+"""
+
+import logging
+import os
+
+import torch
+import torchaudio
+from torch import nn
+
+from bicodec_plugin.audio import SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+
+logger = logging.getLogger(__name__)
+
+
+class LinearMelSpectrogram(torchaudio.transforms.MelSpectrogram):
+    """Magnitude (power 1, no log) Slaney mel spectrogram, always in float32.
+
+    A ``torchaudio.transforms.MelSpectrogram`` so that its buffers keep the
+    reference's state-dict names (``spectrogram.window``, ``mel_scale.fb``).
+
+    Arguments
+    ---------
+    sample_rate : int
+        Audio rate.
+    n_fft : int
+        FFT size.
+    win_length : int
+        Window length.
+    hop_length : int
+        Hop.
+    mel_fmin : float
+        Lowest mel frequency.
+    mel_fmax : float, optional
+        Highest mel frequency (Nyquist when ``None``).
+    num_mels : int
+        Mel bins.
+
+    Example
+    -------
+    >>> mel = LinearMelSpectrogram()
+    >>> mel(torch.randn(2, 96000)).shape
+    torch.Size([2, 128, 301])
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        win_length=640,
+        hop_length=320,
+        mel_fmin=10,
+        mel_fmax=None,
+        num_mels=128,
+    ):
+        super().__init__(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            f_min=mel_fmin,
+            f_max=mel_fmax,
+            n_mels=num_mels,
+            power=1,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+
+    def forward(self, wav):
+        """Waveform (B, N) -> mel (B, num_mels, 1 + N // hop)."""
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            return super().forward(wav.float())
+
+
+def normalize_per_utterance(wavs, lengths=None):
+    """Zero mean, unit variance per utterance over its valid samples.
+
+    ``(x - mean) / sqrt(var + 1e-7)`` as the HF ``Wav2Vec2FeatureExtractor``
+    computes it (biased variance), padding set back to zero. Statistics are
+    taken in float64 so the result does not depend on the batch.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor
+        (B, N).
+    lengths : torch.Tensor, optional
+        Valid samples per item (absolute, int), (B,).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, N), same dtype as ``wavs``.
+
+    Example
+    -------
+    >>> x = torch.randn(2, 100) * 3 + 1
+    >>> y = normalize_per_utterance(x, torch.tensor([100, 60]))
+    >>> float(y[1, :60].std(unbiased=False)), float(y[1, 60:].abs().max())
+    (0.99999..., 0.0)
+    """
+    x = wavs.double()
+    if lengths is None:
+        lengths = torch.full((x.shape[0],), x.shape[1], device=x.device)
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+    count = lengths.to(x.dtype).clamp(min=1)[:, None]
+    mean = (x * mask).sum(1, keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    out = (x - mean) / torch.sqrt(var + 1e-7)
+    return (out * mask).to(wavs.dtype)
+
+
+class Wav2Vec2LayerMix(nn.Module):
+    """Frozen wav2vec2 returning the mean of some hidden states (BiCodec: 11, 14, 16).
+
+    Loads a HF ``transformers`` model from a local folder or a hub id, and
+    keeps only the transformer layers needed: with the XLS-R stable-layer-norm
+    encoder, ``hidden_states[k]`` is the raw output of layer k, so the
+    encoder's final layer norm is dropped too; the result equals the full
+    model's ``hidden_states[k]`` exactly, for 2/3 of the cost (16 of 24
+    layers). We call ``transformers`` directly rather than SpeechBrain's
+    ``Wav2Vec2`` wrapper: the wrapper normalises with ``layer_norm``
+    (eps 1e-5, over the padded length) instead of the feature extractor's
+    formula, and cannot truncate the encoder; both change the tokens.
+
+    The model is always in eval mode (no dropout, LayerDrop or masking),
+    never receives gradients, and ``train()`` does not change that.
+
+    Arguments
+    ---------
+    source : str or transformers.Wav2Vec2Config
+        Local folder or hub id of a ``Wav2Vec2Model``; a config builds a
+        randomly initialised model (tests, benchmarks).
+    layers : list of int
+        Hidden-state indices to average (0 = transformer input).
+    save_path : str, optional
+        HF cache folder for hub ids.
+    normalize : bool, optional
+        Per-utterance normalisation; default from the folder's
+        ``preprocessor_config.json`` (``do_normalize``), else True.
+    truncate : bool
+        Drop the layers after ``max(layers)``; ``False`` runs the full
+        model (a baseline for benchmarks).
+
+    Example
+    -------
+    >>> from transformers import Wav2Vec2Config
+    >>> cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+    ...     intermediate_size=32, conv_dim=[8] * 7, do_stable_layer_norm=True,
+    ...     feat_extract_norm="layer", num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    >>> ssl = Wav2Vec2LayerMix(cfg, layers=[1, 2])
+    >>> ssl(torch.randn(2, 16000)).shape
+    torch.Size([2, 49, 16])
+    """
+
+    def __init__(self, source, layers=(11, 14, 16), save_path=None, normalize=None, truncate=True):
+        super().__init__()
+        from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+        self.layers = [int(i) for i in layers]
+        if isinstance(source, Wav2Vec2Config):
+            config = source
+            config = Wav2Vec2Config.from_dict(config.to_dict())
+            self._disable_stochastic(config)
+            model = Wav2Vec2Model(config)
+        else:
+            config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
+            self._disable_stochastic(config)
+            model = Wav2Vec2Model.from_pretrained(source, config=config, cache_dir=save_path)
+            if normalize is None:
+                normalize = self._read_do_normalize(source, save_path)
+        self.normalize = True if normalize is None else bool(normalize)
+        depth = max(self.layers)
+        if depth > config.num_hidden_layers:
+            raise ValueError(
+                f"layer {depth} requested but the model has {config.num_hidden_layers} layers"
+            )
+        if truncate:
+            model.encoder.layers = model.encoder.layers[:depth]
+            if config.do_stable_layer_norm:
+                # hidden_states[depth] must stay the raw residual stream.
+                model.encoder.layer_norm = nn.Identity()
+        self.truncated = truncate
+        self.model = model
+        self.output_size = config.hidden_size
+        self.model.eval()
+        self.model.requires_grad_(False)
+
+    @staticmethod
+    def _disable_stochastic(config):
+        config.layerdrop = 0.0
+        config.apply_spec_augment = False
+        config.mask_time_prob = 0.0
+        config.mask_feature_prob = 0.0
+
+    @staticmethod
+    def _read_do_normalize(source, save_path):
+        from transformers import Wav2Vec2FeatureExtractor
+
+        try:
+            return Wav2Vec2FeatureExtractor.from_pretrained(source, cache_dir=save_path).do_normalize
+        except OSError:
+            logger.warning(
+                "%s has no preprocessor_config.json: normalising inputs per utterance",
+                source if isinstance(source, str) else "model",
+            )
+            return True
+
+    def train(self, mode=True):
+        """Keeps the frozen model in eval mode whatever ``mode`` is."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def num_frames(self, lengths):
+        """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
+        return ssl_num_frames_tensor(lengths)
+
+    @torch.no_grad()
+    def forward(self, wavs, lengths=None):
+        """Computes the layer mix.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            16 kHz audio, (B, N).
+        lengths : torch.Tensor, optional
+            Valid samples per item (absolute ints), (B,). With padding, an
+            attention mask keeps each item's features equal to its features
+            alone; ``None`` means no padding.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T, C) float32, T = floor((N - 400) / 320) + 1; frames past an
+            item's own length are zero.
+        """
+        if wavs.dim() != 2:
+            raise ValueError(f"expected 16 kHz audio of shape (B, N), got {tuple(wavs.shape)}")
+        if wavs.shape[1] < SSL_RECEPTIVE_FIELD:
+            raise ValueError(
+                f"audio too short for wav2vec2: {wavs.shape[1]} samples "
+                f"(at least {SSL_RECEPTIVE_FIELD} at 16 kHz)"
+            )
+        padded = lengths is not None and bool((lengths < wavs.shape[1]).any())
+        inputs = normalize_per_utterance(wavs, lengths) if self.normalize else wavs
+        mask = None
+        if padded:
+            mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
+            mask = mask.long()
+        out = self.model(inputs, attention_mask=mask, output_hidden_states=True)
+        hidden = out.hidden_states
+        mix = hidden[self.layers[0]]
+        for idx in self.layers[1:]:
+            mix = mix + hidden[idx]
+        mix = (mix / len(self.layers)).float()
+        if padded:
+            frames = self.num_frames(lengths)
+            valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
+            mix = mix * valid.unsqueeze(-1)
+        return mix
+
+
+def is_local_folder(source):
+    """True for an existing directory (as opposed to a hub id)."""
+    return isinstance(source, (str, os.PathLike)) and os.path.isdir(source)

@@ -1,0 +1,153 @@
+"""Small shared layers: weight-normed convolutions and the Snake activation.
+
+Weight norm uses ``torch.nn.utils.parametrizations.weight_norm`` (dim 0):
+parameters ``parametrizations.weight.original0`` (the magnitude ``g``) and
+``original1`` (the direction ``v``). :mod:`bicodec_plugin.release` maps these
+to the reference's ``weight_g``/``weight_v`` names.
+
+Authors
+ * BiCodec plugin authors 2026
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+
+def wn_conv1d(*args, **kwargs):
+    """A ``torch.nn.Conv1d`` with weight norm over dim 0.
+
+    Example
+    -------
+    >>> conv = wn_conv1d(4, 8, kernel_size=3, padding=1)
+    >>> conv(torch.randn(2, 4, 10)).shape
+    torch.Size([2, 8, 10])
+    """
+    return parametrizations.weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+def wn_conv_transpose1d(*args, **kwargs):
+    """A ``torch.nn.ConvTranspose1d`` with weight norm over dim 0.
+
+    For a transposed convolution dim 0 is the input-channel axis, as in the
+    reference, so ``g`` has shape (C_in, 1, 1).
+
+    Example
+    -------
+    >>> conv = wn_conv_transpose1d(4, 2, kernel_size=4, stride=2, padding=1)
+    >>> conv(torch.randn(1, 4, 5)).shape
+    torch.Size([1, 2, 10])
+    """
+    return parametrizations.weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+
+
+def wn_conv2d(*args, **kwargs):
+    """A ``torch.nn.Conv2d`` with weight norm over dim 0.
+
+    Example
+    -------
+    >>> wn_conv2d(1, 4, (3, 1))(torch.randn(1, 1, 8, 2)).shape
+    torch.Size([1, 4, 6, 2])
+    """
+    return parametrizations.weight_norm(nn.Conv2d(*args, **kwargs))
+
+
+def has_weight_norm(module):
+    """True when ``module.weight`` is weight-norm parametrised.
+
+    Example
+    -------
+    >>> has_weight_norm(wn_conv1d(1, 1, 1)), has_weight_norm(nn.Conv1d(1, 1, 1))
+    (True, False)
+    """
+    return parametrize.is_parametrized(module, "weight")
+
+
+def fold_weight_norm(model):
+    """Replaces every weight-norm parametrisation by the plain folded weight.
+
+    ``weight = g * v / ||v||`` computed once, as the reference's
+    ``remove_weight_norm`` does; outputs are unchanged and inference is
+    cheaper. Works in place.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Any module tree.
+
+    Returns
+    -------
+    int
+        Number of layers folded.
+
+    Example
+    -------
+    >>> net = nn.Sequential(wn_conv1d(2, 2, 3), nn.ReLU(), wn_conv1d(2, 1, 1))
+    >>> x = torch.randn(1, 2, 9)
+    >>> y = net(x)
+    >>> fold_weight_norm(net)
+    2
+    >>> torch.allclose(net(x), y, atol=1e-6)
+    True
+    """
+    folded = 0
+    for module in model.modules():
+        if has_weight_norm(module):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            folded += 1
+    return folded
+
+
+def init_weight_norm_direction(module, std=0.02):
+    """Truncated-normal init of a weight-normed layer, ``g`` reset to ``||v||``.
+
+    Initialising ``module.weight`` directly is lost with weight norm; this
+    sets the direction and magnitude so the effective weight is the sample.
+
+    Example
+    -------
+    >>> conv = wn_conv1d(8, 8, 7)
+    >>> init_weight_norm_direction(conv)
+    >>> bool(conv.weight.std() < 0.05)
+    True
+    """
+    weight_norm = module.parametrizations.weight
+    with torch.no_grad():
+        v = weight_norm.original1
+        nn.init.trunc_normal_(v, std=std)
+        dims = tuple(range(1, v.dim()))
+        weight_norm.original0.copy_(v.norm(dim=dims, keepdim=True))
+
+
+class Snake1d(nn.Module):
+    """Snake activation ``x + sin^2(alpha x) / (alpha + 1e-9)``, alpha per channel.
+
+    Arguments
+    ---------
+    channels : int
+        Number of channels C.
+
+    Example
+    -------
+    >>> Snake1d(4)(torch.randn(2, 4, 16)).shape
+    torch.Size([2, 4, 16])
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x):
+        """Applies the activation.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            (B, C, T).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, C, T).
+        """
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)

@@ -1,0 +1,33 @@
+"""Installs ``bicodec_plugin``: the BiCodec speech codec as a SpeechBrain plugin."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="bicodec_plugin",
+    version="0.1.0",
+    description="BiCodec (Spark-TTS) speech codec as SpeechBrain lobes, recipes "
+    "and inference interfaces",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bicodec_plugin", "bicodec_plugin.*"]),
+    package_data={"bicodec_plugin": ["hparams/*.yaml"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch==2.9.1",
+        "torchaudio==2.9.1",
+        "speechbrain==1.1.2",
+        "transformers>=4.45",
+        "hyperpyyaml>=1.2.3",
+        "soundfile>=0.12.1",
+        "sentencepiece",
+        "safetensors>=0.4",
+        "soxr>=0.3.7",
+        "numpy",
+        "pyyaml",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.12"],
+        "train": ["tensorboard", "matplotlib"],
+    },
+)
