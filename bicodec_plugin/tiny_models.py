@@ -1,0 +1,74 @@
+"""Small random models that the project builds itself (tests, CPU demo).
+
+No wav2vec2 weights can be downloaded offline; a randomly initialised model
+of the XLS-R layout (stable layer norm, layer-norm conv stack, 50 Hz) still
+gives deterministic features of the audio, which is all the codec needs to
+learn a reconstruction on the demo corpus.
+
+Authors
+ * BiCodec plugin authors 2026
+"""
+
+import os
+
+import torch
+
+
+def tiny_wav2vec2_config(num_layers=16, hidden_size=64):
+    """A small stable-layer-norm wav2vec2 config (XLS-R layout).
+
+    Example
+    -------
+    >>> tiny_wav2vec2_config().num_hidden_layers
+    16
+    """
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=[32] * 7,
+        conv_bias=False,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+    )
+
+
+def make_tiny_wav2vec2(folder, seed=1234, num_layers=16, hidden_size=64):
+    """Saves a random tiny ``Wav2Vec2Model`` (+ preprocessor config) once.
+
+    Arguments
+    ---------
+    folder : str
+        Output folder; left as is if it already holds a model.
+    seed : int
+        Initialisation seed.
+    num_layers : int
+        Transformer layers (at least 16 for the 11/14/16 mix).
+    hidden_size : int
+        Feature size.
+
+    Returns
+    -------
+    str
+        ``folder``.
+    """
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        Wav2Vec2Model(tiny_wav2vec2_config(num_layers, hidden_size)).save_pretrained(folder)
+    finally:
+        torch.random.set_rng_state(state)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    return folder

@@ -1,0 +1,122 @@
+"""The inference interface: batching, token strings and bad input."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import CLIPS, clip_path, golden
+
+from bicodec_plugin.audio import AudioLoadError
+from bicodec_plugin.inference import llm_string_to_tokens, tokens_to_llm_string
+
+
+def test_properties(tiny_tokenizer):
+    """Rates of the tiny release."""
+    assert tiny_tokenizer.sample_rate == 16000
+    assert tiny_tokenizer.token_rate == 50
+    assert tiny_tokenizer.hop_length == 320
+
+
+def test_batch_equals_single_and_reference(tiny_tokenizer):
+    """A padded batch of the four clips gives each clip's reference tokens."""
+    wavs = [golden(c)["wav"][0] for c in CLIPS]
+    n = max(len(w) for w in wavs)
+    batch = torch.zeros(len(wavs), n)
+    for i, w in enumerate(wavs):
+        batch[i, : len(w)] = w
+    rel = torch.tensor([len(w) / n for w in wavs])
+    glob, sem, lens = tiny_tokenizer.encode_batch(batch, rel, normalize=False)
+    assert glob.shape == (4, 32) and sem.shape[0] == 4
+    for i, clip in enumerate(CLIPS):
+        ref = golden(clip)
+        assert torch.equal(glob[i], ref["global_tokens"].flatten())
+        assert int(lens[i]) == ref["semantic_tokens"].shape[1]
+        assert torch.equal(sem[i, : lens[i]], ref["semantic_tokens"][0])
+        assert int(sem[i, lens[i] :].abs().sum()) == 0
+
+
+def test_decode_batch_equals_single(tiny_tokenizer):
+    """Batch decoding of different lengths equals decoding each alone."""
+    refs = [golden(c) for c in CLIPS[:2]]
+    t_max = max(r["semantic_tokens"].shape[1] for r in refs)
+    sem = torch.zeros(2, t_max, dtype=torch.long)
+    lens = []
+    for i, r in enumerate(refs):
+        sem[i, : r["semantic_tokens"].shape[1]] = r["semantic_tokens"][0]
+        lens.append(r["semantic_tokens"].shape[1])
+    glob = torch.cat([r["global_tokens"].reshape(1, -1) for r in refs])
+    wavs, wav_lens = tiny_tokenizer.decode_batch(glob, sem, torch.tensor(lens))
+    for i, r in enumerate(refs):
+        alone = tiny_tokenizer.decode(r["global_tokens"].reshape(1, -1), r["semantic_tokens"])
+        assert int(wav_lens[i]) == alone.shape[1]
+        assert torch.allclose(wavs[i, : wav_lens[i]], alone[0], atol=1e-6)
+
+
+def test_voice_conversion_shape(tiny_tokenizer):
+    """Content of one file, voice of another: content length, speaker tokens."""
+    wav = tiny_tokenizer.convert_voice(clip_path("spk1_snt1"), clip_path("spk2_snt1"))
+    assert wav.shape == (1, 320 * golden("spk1_snt1")["semantic_tokens"].shape[1])
+
+
+def test_llm_strings_roundtrip():
+    """Tokens -> Spark-TTS LLM string -> tokens."""
+    glob = torch.arange(32) * 100
+    sem = torch.tensor([0, 8191, 5])
+    text = tokens_to_llm_string(glob, sem)
+    assert text.startswith("<|bicodec_global_0|><|bicodec_global_100|>")
+    assert text.endswith("<|bicodec_semantic_8191|><|bicodec_semantic_5|>")
+    g, s = llm_string_to_tokens("<|start_global_token|>" + text + "<|im_end|>")
+    assert torch.equal(g[0], glob) and torch.equal(s[0], sem)
+
+
+def test_unreadable_file(tiny_tokenizer, tmp_path):
+    """Missing and corrupt files: errors naming the file."""
+    with pytest.raises(AudioLoadError, match="nope.wav: no such audio file"):
+        tiny_tokenizer.encode_file(str(tmp_path / "nope.wav"))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF1234WAVEjunk")
+    with pytest.raises(AudioLoadError, match="bad.wav: cannot read audio"):
+        tiny_tokenizer.encode_file(str(bad))
+
+
+def test_empty_and_nan_file(tiny_tokenizer, tmp_path):
+    """An empty file and a file with NaN samples are refused."""
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0), 16000)
+    with pytest.raises(AudioLoadError, match="empty.wav: the file holds no samples"):
+        tiny_tokenizer.encode_file(str(empty))
+    nan = tmp_path / "nan.wav"
+    data = np.random.randn(16000).astype(np.float32)
+    data[100] = np.nan
+    soundfile.write(nan, data, 16000, subtype="FLOAT")
+    with pytest.raises(AudioLoadError, match="nan.wav: the audio holds NaN"):
+        tiny_tokenizer.encode_file(str(nan))
+
+
+def test_bad_tensors(tiny_tokenizer):
+    """NaN tensors, too-short audio and empty batches are clear errors."""
+    wav = torch.randn(1, 16000)
+    wav[0, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_tokenizer.encode_batch(wav)
+    with pytest.raises(ValueError, match="too short"):
+        tiny_tokenizer.encode_batch(torch.randn(1, 200))
+    with pytest.raises(ValueError, match="empty"):
+        tiny_tokenizer.encode_batch(torch.zeros(1, 0))
+
+
+def test_bad_tokens(tiny_tokenizer):
+    """30 global tokens, out-of-range ids and float tokens are refused."""
+    sem = torch.zeros(1, 10, dtype=torch.long)
+    with pytest.raises(ValueError, match="exactly 32 global tokens"):
+        tiny_tokenizer.decode(torch.zeros(1, 30, dtype=torch.long), sem)
+    with pytest.raises(ValueError, match=r"global token ids must lie in \[0, 4096\)"):
+        tiny_tokenizer.decode(torch.full((1, 32), 4096), sem)
+    with pytest.raises(ValueError, match=r"semantic token ids must lie in \[0, 64\)"):
+        tiny_tokenizer.decode(torch.zeros(1, 32, dtype=torch.long), sem + 64)
+    with pytest.raises(ValueError, match="semantic token ids"):
+        tiny_tokenizer.decode(torch.zeros(1, 32, dtype=torch.long), sem - 1)
+    with pytest.raises(TypeError, match="integers"):
+        tiny_tokenizer.decode(torch.zeros(1, 32), sem)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        tiny_tokenizer.decode(torch.zeros(2, 32, dtype=torch.long), sem)
