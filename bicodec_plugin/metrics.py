@@ -165,7 +165,7 @@ def _pesq(ref, est, sample_rate, mode, pesq_rate):
         with np.errstate(invalid="ignore", divide="ignore"):
             return float(pesq.pesq(pesq_rate, ref, est, mode))
     except pesq.PesqError as err:
-        warnings.warn(f"PESQ ({mode}) failed, returning NaN: {err}", RuntimeWarning)
+        warnings.warn(f"PESQ ({mode}) failed, returning NaN: {err}", RuntimeWarning, stacklevel=2)
         return float("nan")
 
 

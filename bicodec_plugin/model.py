@@ -9,7 +9,6 @@ Authors
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torchaudio
@@ -340,7 +339,7 @@ class BiCodec(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("ssl.")}
 
 
-def _absolute_lengths(wav_lens: Optional[torch.Tensor], shape):
+def _absolute_lengths(wav_lens: torch.Tensor | None, shape):
     """Relative SpeechBrain lengths -> absolute sample counts (B,)."""
     batch, n = shape[0], shape[-1]
     if wav_lens is None:

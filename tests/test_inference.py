@@ -120,3 +120,39 @@ def test_bad_tokens(tiny_tokenizer):
         tiny_tokenizer.decode(torch.zeros(1, 32), sem)
     with pytest.raises(ValueError, match="batch sizes differ"):
         tiny_tokenizer.decode(torch.zeros(2, 32, dtype=torch.long), sem)
+
+
+def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
+    """A generator exported like training does loads with from_hparams, same tokens."""
+    import os
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    from bicodec_plugin.export import export_codec
+    from bicodec_plugin.inference import BiCodecTokenizer
+
+    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
+    with open(path, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(
+            fin, {"ssl_source": tiny_wav2vec2_dir, "train_manifest": "unused.jsonl"}
+        )
+    codec = hparams["codec"]
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained-looking usage EMA and non-trivial weights
+        codec.quantizer.cluster_size.uniform_()
+    folder = export_codec(codec, hparams, str(tmp_path / "export"))
+    assert sorted(os.listdir(folder)) == ["codec.safetensors", "hyperparams.yaml", "wav2vec2"]
+    tok = BiCodecTokenizer.from_hparams(folder, run_opts={"device": "cpu"})
+    assert torch.equal(tok.codec.quantizer.cluster_size, codec.quantizer.cluster_size)
+    codec.ssl = hparams["ssl"]
+    codec.eval()
+    wav = torch.randn(2, 24000) * 0.1
+    rel = torch.tensor([1.0, 0.7])
+    with torch.no_grad():
+        glob, sem, lens = codec.tokenize(wav, rel)
+    glob2, sem2, lens2 = tok.encode_batch(wav, rel, normalize=False)
+    assert torch.equal(glob, glob2) and torch.equal(sem, sem2) and torch.equal(lens, lens2)
+    with torch.no_grad():
+        ref = codec.detokenize(glob[:1], sem[:1, : lens[0]])
+    out = tok.decode(glob[:1], sem[:1, : lens[0]])
+    assert torch.allclose(out, ref[:, 0], atol=1e-5)

@@ -4,8 +4,6 @@ Authors
  * BiCodec plugin authors 2026
 """
 
-import os
-import time
 
 import pytest
 import torch
@@ -199,7 +197,6 @@ def test_full_discriminator_and_losses_forward_backward(mel_loss):
     pred_feat = torch.randn(1, 1024, 119, requires_grad=True)
     feat = torch.randn(1, 1024, 119)
 
-    start = time.perf_counter()
     # Fake and real in one pass (items are preprocessed independently). A
     # training D step would run on the detached fake; here one backward
     # through every term checks that all of them are differentiable.
@@ -217,8 +214,6 @@ def test_full_discriminator_and_losses_forward_backward(mel_loss):
     weights = {"mel": 15, "adv": 1, "fm": 2, "vq": 1, "spk": 1, "feat": 1}
     loss_g, log = weighted_sum(terms, weights)
     (loss_g + loss_d).backward()
-    elapsed = time.perf_counter() - start
-    print(f"discriminator + losses forward/backward: {elapsed:.2f} s")
 
     assert set(log) == {"mel", "adv", "fm", "vq", "spk", "feat", "loss"}
     assert all(torch.isfinite(torch.tensor(value)) for value in log.values())
@@ -226,6 +221,3 @@ def test_full_discriminator_and_losses_forward_backward(mel_loss):
     assert y_hat.grad is not None and torch.isfinite(y_hat.grad).all()
     assert d_vector.grad is not None and pred_feat.grad is not None
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in disc.parameters())
-    # 10 s budget on a 2-core CPU; raise it on a loaded machine via the env var.
-    limit = float(os.environ.get("BICODEC_TEST_STEP_LIMIT_S", "10"))
-    assert elapsed < limit, f"forward/backward took {elapsed:.1f} s"
