@@ -133,6 +133,11 @@ class BiCodec(nn.Module):
             self.sample_rate, self.hop_length, self.ref_segment_duration
         )
         self.token_num = speaker_encoder.token_num
+        # Long audio: wav2vec2 runs in windows of 30 s with 5 s of context per
+        # side for utterances above 40 s (shorter ones: one exact pass).
+        self.ssl_window_threshold = 40.0
+        self.ssl_window_seconds = 30.0
+        self.ssl_context_seconds = 5.0
 
     # ------------------------------------------------------------------ encode
     def encode_global(self, ref_wav):
@@ -194,6 +199,40 @@ class BiCodec(nn.Module):
             [reference_clip(w[: int(n)], self.ref_length) for w, n in zip(wav, lengths)]
         )
 
+    def ssl_features(self, ssl_wav, ssl_lengths, padded=True):
+        """wav2vec2 layer mix; utterances longer than ``ssl_window_threshold`` s run windowed.
+
+        Arguments
+        ---------
+        ssl_wav : torch.Tensor
+            16 kHz audio, (B, N).
+        ssl_lengths : torch.Tensor
+            Valid samples per item, (B,).
+        padded : bool
+            Whether the batch may hold padding (attention masks are used).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T, C), zero past each item's frames.
+        """
+        threshold = self.ssl_window_threshold
+        if threshold is None or int(ssl_lengths.max()) <= threshold * SSL_SAMPLE_RATE:
+            return self.ssl(ssl_wav, ssl_lengths if padded else None)
+        # Long audio: one item at a time, windowed when long, bounded memory.
+        feats = []
+        for wav, length in zip(ssl_wav, ssl_lengths.tolist()):
+            item = wav[None, :length]
+            if length > threshold * SSL_SAMPLE_RATE:
+                feats.append(
+                    self.ssl.forward_windowed(
+                        item, self.ssl_window_seconds, self.ssl_context_seconds
+                    )[0]
+                )
+            else:
+                feats.append(self.ssl(item)[0])
+        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+
     def tokenize(self, wav, wav_lens=None, ssl_wav=None):
         """Audio -> (global tokens, semantic tokens, semantic lengths).
 
@@ -228,8 +267,8 @@ class BiCodec(nn.Module):
             if self.sample_rate != SSL_SAMPLE_RATE:
                 ssl_wav = torchaudio.functional.resample(wav, self.sample_rate, SSL_SAMPLE_RATE)
         ssl_lengths = _absolute_lengths(wav_lens, ssl_wav.shape).to(ssl_wav.device)
-        feats = self.ssl(ssl_wav, ssl_lengths if wav_lens is not None else None)
         feat_lens = self.ssl.num_frames(ssl_lengths)
+        feats = self.ssl_features(ssl_wav, ssl_lengths, padded=wav_lens is not None)
         if int(feat_lens.min()) <= 0:
             raise ValueError("audio shorter than one wav2vec2 frame (400 samples at 16 kHz)")
         ref = self.reference_clips(wav, lengths)

@@ -6,13 +6,12 @@ Authors
 """
 
 import logging
-import os
 
 import torch
 import torchaudio
 from torch import nn
 
-from bicodec_plugin.audio import SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+from bicodec_plugin.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +218,56 @@ class Wav2Vec2LayerMix(nn.Module):
         """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
         return ssl_num_frames_tensor(lengths)
 
+    def _mix(self, output):
+        """Mean of the selected hidden states, summed in the reference's order."""
+        hidden = output.hidden_states
+        mix = hidden[self.layers[0]]
+        for idx in self.layers[1:]:
+            mix = mix + hidden[idx]
+        return (mix / len(self.layers)).float()
+
+    @torch.no_grad()
+    def forward_windowed(self, wav, window_seconds=30.0, context_seconds=5.0):
+        """Layer mix of one long utterance in windows: memory bounded by the window.
+
+        The utterance is normalised as a whole, then wav2vec2 runs on windows
+        of ``window_seconds`` with ``context_seconds`` of real audio on each
+        side, and the centre frames are stitched. Windows start on the 320-
+        sample frame grid, so the convolutional features are exactly those of
+        the whole-file pass; only attention is limited to the window and its
+        context.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            16 kHz audio of one utterance, (1, N).
+        window_seconds : float
+            Centre part of each window.
+        context_seconds : float
+            Context on each side.
+
+        Returns
+        -------
+        torch.Tensor
+            (1, T, C), T = floor((N - 400) / 320) + 1.
+        """
+        if wav.dim() != 2 or wav.shape[0] != 1:
+            raise ValueError(f"expected one utterance of shape (1, N), got {tuple(wav.shape)}")
+        if wav.shape[1] < SSL_RECEPTIVE_FIELD:
+            raise ValueError(f"audio too short for wav2vec2: {wav.shape[1]} samples")
+        total = int(ssl_num_frames_tensor(torch.tensor(wav.shape[1])))
+        inputs = normalize_per_utterance(wav) if self.normalize else wav
+        window = max(int(window_seconds * 50), 1)
+        context = int(context_seconds * 50)
+        pieces = []
+        for start in range(0, total, window):
+            end = min(start + window, total)
+            first, last = max(start - context, 0), min(end + context, total)
+            chunk = inputs[:, first * SSL_HOP : (last - 1) * SSL_HOP + SSL_RECEPTIVE_FIELD]
+            mix = self._mix(self.model(chunk, output_hidden_states=True))
+            pieces.append(mix[:, start - first : end - first])
+        return torch.cat(pieces, dim=1)
+
     @torch.no_grad()
     def forward(self, wavs, lengths=None):
         """Computes the layer mix.
@@ -251,12 +300,7 @@ class Wav2Vec2LayerMix(nn.Module):
         if padded:
             mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
             mask = mask.long()
-        out = self.model(inputs, attention_mask=mask, output_hidden_states=True)
-        hidden = out.hidden_states
-        mix = hidden[self.layers[0]]
-        for idx in self.layers[1:]:
-            mix = mix + hidden[idx]
-        mix = (mix / len(self.layers)).float()
+        mix = self._mix(self.model(inputs, attention_mask=mask, output_hidden_states=True))
         if padded:
             frames = self.num_frames(lengths)
             valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
@@ -264,6 +308,3 @@ class Wav2Vec2LayerMix(nn.Module):
         return mix
 
 
-def is_local_folder(source):
-    """True for an existing directory (as opposed to a hub id)."""
-    return isinstance(source, (str, os.PathLike)) and os.path.isdir(source)

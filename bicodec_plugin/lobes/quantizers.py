@@ -130,14 +130,16 @@ class FactorizedVectorQuantize(nn.Module):
             Indices, (B, T) int64.
         """
         batch = z_e.shape[0]
-        enc = F.normalize(z_e.transpose(1, 2).reshape(-1, z_e.shape[1]))
-        codebook = F.normalize(self.codebook.weight)
-        dist = (
-            enc.pow(2).sum(1, keepdim=True)
-            - 2 * enc @ codebook.t()
-            + codebook.pow(2).sum(1, keepdim=True).t()
-        )
-        return (-dist).max(1)[1].reshape(batch, -1)
+        # Always in float32: a reduced-precision search would change tokens.
+        with torch.autocast(device_type=z_e.device.type, enabled=False):
+            enc = F.normalize(z_e.float().transpose(1, 2).reshape(-1, z_e.shape[1]))
+            codebook = F.normalize(self.codebook.weight.float())
+            dist = (
+                enc.pow(2).sum(1, keepdim=True)
+                - 2 * enc @ codebook.t()
+                + codebook.pow(2).sum(1, keepdim=True).t()
+            )
+            return (-dist).max(1)[1].reshape(batch, -1)
 
     def tokenize(self, z):
         """Latent (B, D, T) -> token ids (B, T)."""
