@@ -181,7 +181,7 @@ class BiCodecTokenizer(Pretrained):
         ssl_wav, _ = _pad(ssl_wavs)
         wav, ssl_wav = wav.to(self.device), ssl_wav.to(self.device)
         rel = rel.to(self.device) if len(items) > 1 else None
-        with torch.no_grad(), self.inference_ctx:
+        with torch.inference_mode(), self.inference_ctx:
             glob, sem, sem_lens = self.codec.tokenize(wav, rel, ssl_wav=ssl_wav)
         return glob, sem, sem_lens
 
@@ -242,7 +242,7 @@ class BiCodecTokenizer(Pretrained):
             semantic_lens = torch.full((batch,), t_max, dtype=torch.long)
         semantic_lens = torch.as_tensor(semantic_lens).cpu().long()
         out = torch.zeros(batch, self.hop_length * t_max, device=self.device)
-        with torch.no_grad(), self.inference_ctx:
+        with torch.inference_mode(), self.inference_ctx:
             for length in sorted(set(semantic_lens.tolist())):
                 rows = (semantic_lens == length).nonzero().flatten().to(self.device)
                 wav = self.codec.detokenize(
