@@ -46,7 +46,7 @@ from bicodec_plugin.audio import (
     AudioLoadError,
     read_audio_file,
 )
-from bicodec_plugin.data import read_manifests
+from bicodec_plugin.data import ManifestError, read_manifests
 from bicodec_plugin.tokens import TokenWriter, tokenizer_meta
 
 logger = logging.getLogger(__name__)
@@ -375,6 +375,12 @@ def parse_args(argv=None):
     parser.add_argument("--chunk-size", type=int, default=256, help="utterances per chunk file")
     parser.add_argument("--num-workers", type=int, default=2, help="audio loading threads")
     parser.add_argument("--retry-failed", action="store_true", help="retry failed.jsonl entries")
+    parser.add_argument(
+        "--require-keys",
+        nargs="*",
+        default=[],
+        help="manifest keys every line must have (e.g. text for the TTS recipe)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 0 <= args.shard_id < args.num_shards:
@@ -389,7 +395,11 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Read the manifests before the (slow) model load: bad lines fail fast.
-    read_manifests(args.manifest, compute_duration=False)
+    try:
+        read_manifests(args.manifest, require_keys=tuple(args.require_keys), compute_duration=False)
+    except ManifestError as err:
+        print(f"extract_tokens: {err}", file=sys.stderr)
+        return 2
     source = args.release or args.hparams
     tokenizer = load_tokenizer(args.release, args.hparams, args.device)
     summary = extract(
