@@ -8,45 +8,57 @@ release folder (timed apart, not part of the results), then two configurations a
 from that folder with :meth:`BiCodecTokenizer.from_release`:
 
 * ``baseline``: ``ssl_truncate=False`` -- all 24 wav2vec2 layers run, as in the reference
-  tokenizer; weight norm folded as the reference does; one utterance at a time (a batch of
+  tokenizer; weight norm folded as the reference does; the reference's out-of-place Snake
+  activation; one utterance at a time (a batch of
   B is B sequential batch-1 calls).
 * ``ours``: the defaults -- only the 16 wav2vec2 layers that the 11/14/16 layer mix needs;
   batches go through ``encode_batch`` / ``decode_batch`` in one call (padded, with lengths).
 
-The input is the golden ``prompt_audio.wav`` clip tiled to ``--seconds`` (a deterministic
-noise-plus-sines signal when the clip is absent). For each configuration, in a fresh
-subprocess (so that its peak RSS is its own), we time with ``time.perf_counter`` (one
-warm-up, then the median of ``--repeats`` runs, ``torch.set_num_threads(--threads)``):
+Each configuration lives in its own worker process (``multiprocessing``, ``spawn``), so
+that its peak RSS is its own; both stay loaded and the parent interleaves their runs
+(baseline, ours, ours, baseline, ...; only one computes at any time), so that a change of
+machine load hits both alike. The input is the golden ``prompt_audio.wav`` clip tiled to
+``--seconds`` (a deterministic noise-plus-sines signal when the clip is absent). Times are
+``time.perf_counter`` wall-clock seconds (process CPU seconds are kept in the JSON) with
+``torch.set_num_threads(--threads)``; B=1 calls get one warm-up and the median of
+``--repeats`` runs, B>1 batches the median of ``--batch-repeats`` runs (default 1, no
+extra warm-up: the B=1 calls have paged in the weights, and one batch takes minutes):
 
 * tokenize and detokenize of one utterance (B=1), in seconds;
 * tokenize and detokenize of a batch of B copies of the clip with slightly different
   lengths (``--seconds`` down to 93 % of it), as seconds per batch and as throughput
   (audio seconds processed per wall-clock second, summed over the batch);
-* peak RSS (``VmHWM`` of ``/proc/self/status``, else ``ru_maxrss``) over the whole
-  subprocess (loading included), and per phase (the kernel's peak counter is reset
-  between phases where ``/proc/self/clear_refs`` allows it).
+* peak RSS (``VmHWM`` of ``/proc/self/status``, else ``ru_maxrss``) of each worker over
+  its whole life (loading included), and per phase (the kernel's peak counter is reset
+  between phases where ``/proc/self/clear_refs`` allows it; file-backed weight pages that
+  a phase touches count too).
 
-The parent process then checks that ``ours`` gives exactly the baseline's tokens (global
-and semantic, B=1 and every item of the batch) and prints two Markdown tables.
+The parent then checks that ``ours`` gives exactly the baseline's tokens (global and
+semantic, B=1 and every item of every batch) and prints Markdown tables.
 
 How to read the ratios
 ----------------------
-* ``time ours/baseline`` (B=1): below 1 means ours is faster; the wav2vec2 forward is most
-  of the tokenize cost, so truncating 24 -> 16 layers gives roughly 0.7 at best;
-  detokenize runs the same network in both, so expect about 1.
-* ``throughput ours/baseline`` (B=N): above 1 means batching (plus truncation) processes
-  more audio per second than the reference's one-at-a-time loop.
-* ``throughput ours B=N / ours B=1``: the gain of batching alone. On a 2-core CPU the
-  matrix products are already compute-bound at B=1, so do not expect much; on a GPU it is
-  the number that matters. ``decode_batch`` decodes items of different token lengths
-  apart (so that padding never changes a waveform), so with all-distinct lengths the
-  batched detokenize is a loop too.
-* ``peak RSS ours/baseline``: the process peak is dominated by loading (both load the
-  full 24-layer checkpoint before dropping layers), so look at the per-phase peaks for
-  the inference cost.
+* ``time ours / baseline`` (B=1): below 1 means ours is faster. The wav2vec2 forward is
+  most of the tokenize cost, so running 16 of 24 layers gives about 0.7 at best;
+  detokenize runs the same network in both, so expect about 1 (a measure of the noise).
+* ``throughput ours / baseline`` (B=N): above 1 means ours processes more audio per
+  second than the reference's one-at-a-time loop (layer truncation plus batching).
+* ``throughput ours B=N / ours B=1``: the gain of batching alone. On a few CPU cores the
+  matrix products are already compute-bound at B=1, so expect about 1; on a GPU this is
+  the number that matters. ``decode_batch`` decodes items of different token lengths apart
+  (so that padding never changes a waveform): with all-distinct lengths the batched
+  detokenize is a loop too.
+* ``peak RSS ours / baseline``: a batch keeps the activations of its B items at once, so
+  the batched peak can exceed the baseline's; see the per-phase table.
 
-Optional ``--long-minutes N`` tokenizes one N-minute signal with ``ours`` (time and peak
-RSS; an out-of-memory error or a killed worker is reported, not raised).
+Optional ``--long-minutes N`` then tokenizes one N-minute signal with ``ours`` in a fresh
+worker (time and peak RSS). That worker caps its data segment at 80 % of physical memory
+(``RLIMIT_DATA``) so that a too-long signal fails with an allocation error, reported,
+instead of waking the out-of-memory killer; a killed worker is reported too.
+
+Timings are wall-clock: other processes on the machine slow them down. The 1-minute load
+average before and after is printed and saved; interleaving keeps the ratios fair under a
+steady load, but absolute numbers are only meaningful on a quiet machine.
 
 Example
 -------
@@ -59,15 +71,16 @@ Authors
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -276,273 +289,388 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_call(fn, repeats, device, warmup=1):
-    """Median wall-clock seconds of ``fn()`` after ``warmup`` untimed calls.
+def use_reference_snake():
+    """Baseline only: the Snake activation as the reference computes it (out of place).
 
-    Arguments
-    ---------
-    fn : callable
-        Work to time (no arguments).
-    repeats : int
-        Timed calls.
-    device : str
-        Device, to synchronise around each call.
-    warmup : int
-        Untimed calls first.
+    Our inference path computes the same values in one buffer; the baseline
+    must pay what the reference pays.
+    """
+    from bicodec_plugin.lobes.layers import Snake1d
+
+    def reference_forward(self, x):
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+
+    Snake1d.forward = reference_forward
+
+
+def limit_data_segment(fraction):
+    """Caps this process's data segment at ``fraction`` of physical memory.
 
     Returns
     -------
-    median : float
-        Median seconds.
-    times : list of float
-        Every timed call.
-    result : object
-        What the last call returned.
+    float or None
+        The limit in MiB (``None`` where it cannot be set).
     """
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        result = fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, result
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = int(fraction * total)
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+        return limit / 2**20
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
-def run_worker(args):
-    """Measures one configuration in this (fresh) process and writes JSON (+ tokens).
+class CodecWorker:
+    """One configuration, loaded inside its worker process.
 
     Arguments
     ---------
-    args : argparse.Namespace
-        Parsed command line; ``args.worker`` names the configuration (``baseline``,
-        ``ours`` or ``long``), ``args.out`` the JSON path (tokens go to ``.pt`` beside).
+    settings : dict
+        ``folder``, ``device``, ``threads``, ``ssl_truncate``, ``clip``, ``seconds`` and
+        ``batch_sizes``.
     """
-    from bicodec_plugin.inference import BiCodecTokenizer
 
-    torch.set_num_threads(args.threads)
-    device = args.device
-    name = args.worker
-    truncate = CONFIGS.get(name, True)
-    res = {"config": name, "ssl_truncate": truncate, "threads": torch.get_num_threads()}
-    peaks = {}
+    def __init__(self, settings):
+        from bicodec_plugin.inference import BiCodecTokenizer
 
-    start = time.perf_counter()
-    tok = BiCodecTokenizer.from_release(
-        args.folder, run_opts={"device": device}, fold_weight_norm=True, ssl_truncate=truncate
-    )
-    res["load_s"] = time.perf_counter() - start
-    res["rss_after_load_mib"] = current_rss_mib()
-    res["ssl_layers_run"] = len(tok.codec.ssl.model.encoder.layers)
-    peaks["load"], res["peak_reset_ok"] = read_peak_rss_mib(reset=True)
-    batch_sizes = sorted(set(args.batch_sizes))
-    n_max = max(
-        batch_lengths(args.seconds, 1)[0], max(batch_lengths(args.seconds, batch_sizes[-1]))
-    )
-    signal, res["signal"] = load_signal(args.clip, n_max)
-
-    if name == "long":
-        res.update(_measure_long(tok, args, device, peaks))
-    else:
-        tokens = {}
-        for batch in batch_sizes:
-            res[f"b{batch}"], tokens[f"b{batch}"] = _measure_batch(
-                tok, signal, batch, args, device, sequential=not truncate, peaks=peaks
-            )
-        torch.save(tokens, os.path.splitext(args.out)[0] + ".pt")
-    peaks["end"], _ = read_peak_rss_mib()
-    res["peak_rss_by_phase_mib"] = peaks
-    res["peak_rss_mib"] = max(peaks.values())
-    if device.startswith("cuda"):
-        res["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    with open(args.out, "w", encoding="utf-8") as fout:
-        json.dump(res, fout, indent=2)
-
-
-def _measure_batch(tok, signal, batch, args, device, sequential, peaks):
-    """Times tokenize + detokenize of one batch; returns (results, tokens per item)."""
-    lengths = batch_lengths(args.seconds, batch)
-    n_max = max(lengths)
-    wavs = torch.zeros(batch, n_max)
-    for i, n in enumerate(lengths):
-        wavs[i, :n] = signal[:n]
-    wav_lens = torch.tensor([n / n_max for n in lengths]) if batch > 1 else None
-    audio_s = sum(lengths) / SAMPLE_RATE
-    # The baseline's batch is a loop of batch-1 calls whose shapes the B=1 run warmed up.
-    warmup = 0 if sequential and batch > 1 else 1
-
-    if sequential:
-
-        def encode():
-            return [tok.encode_batch(wavs[i : i + 1, :n]) for i, n in enumerate(lengths)]
-
-        def decode(toks):
-            return [tok.decode_batch(g, s, lens) for g, s, lens in toks]
-
-    else:
-
-        def encode():
-            return tok.encode_batch(wavs, wav_lens)
-
-        def decode(toks):
-            return tok.decode_batch(*toks)
-
-    enc_s, enc_all, toks = time_call(encode, args.repeats, device, warmup)
-    peaks[f"tokenize_b{batch}"], _ = read_peak_rss_mib(reset=True)
-    dec_s, dec_all, _ = time_call(lambda: decode(toks), args.repeats, device, warmup)
-    peaks[f"detokenize_b{batch}"], _ = read_peak_rss_mib(reset=True)
-
-    if sequential:
-        items = [(g[0].cpu(), s[0, : int(n[0])].cpu()) for g, s, n in toks]
-    else:
-        glob, sem, lens = toks
-        items = [(glob[i].cpu(), sem[i, : int(lens[i])].cpu()) for i in range(batch)]
-    result = {
-        "lengths_s": [n / SAMPLE_RATE for n in lengths],
-        "audio_s": audio_s,
-        "tokenize_s": enc_s,
-        "tokenize_runs_s": enc_all,
-        "detokenize_s": dec_s,
-        "detokenize_runs_s": dec_all,
-        "tokenize_audio_s_per_s": audio_s / enc_s,
-        "detokenize_audio_s_per_s": audio_s / dec_s,
-        "distinct_semantic_tokens": len(set(torch.cat([s for _, s in items]).tolist())),
-    }
-    return result, items
-
-
-def _measure_long(tok, args, device, peaks):
-    """Tokenizes one ``--long-minutes`` signal once (after a short warm-up)."""
-    num = int(round(args.long_minutes * 60 * SAMPLE_RATE))
-    signal, _ = load_signal(args.clip, num)
-    tok.encode_batch(signal[: SAMPLE_RATE * 2].unsqueeze(0))  # warm-up
-    read_peak_rss_mib(reset=True)
-    out = {"long_minutes": args.long_minutes}
-    try:
-        sync(device)
+        torch.set_num_threads(settings["threads"])
+        self.device = settings["device"]
+        self.seconds = settings["seconds"]
+        self.clip = settings["clip"]
+        # The reference's way: a batch is a loop of single utterances.
+        self.sequential = not settings["ssl_truncate"]
+        if self.sequential:
+            use_reference_snake()
         start = time.perf_counter()
-        _, sem, _ = tok.encode_batch(signal.unsqueeze(0))
-        sync(device)
-        out["tokenize_s"] = time.perf_counter() - start
-        out["semantic_tokens"] = int(sem.shape[1])
-        out["tokenize_audio_s_per_s"] = num / SAMPLE_RATE / out["tokenize_s"]
-    except (RuntimeError, MemoryError) as err:  # torch reports allocation failures as either
-        out["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    peaks["tokenize_long"], _ = read_peak_rss_mib(reset=True)
-    return out
+        self.tok = BiCodecTokenizer.from_release(
+            settings["folder"],
+            run_opts={"device": self.device},
+            fold_weight_norm=True,
+            ssl_truncate=settings["ssl_truncate"],
+        )
+        self.info = {
+            "ssl_truncate": settings["ssl_truncate"],
+            "threads": torch.get_num_threads(),
+            "load_s": time.perf_counter() - start,
+            "rss_after_load_mib": current_rss_mib(),
+            "ssl_layers_run": len(self.tok.codec.ssl.model.encoder.layers),
+        }
+        load_peak, self.info["peak_reset_ok"] = read_peak_rss_mib(reset=True)
+        self.peaks = {"load": load_peak}
+        n_max = max(max(batch_lengths(self.seconds, b)) for b in settings["batch_sizes"])
+        self.signal, self.info["signal"] = load_signal(self.clip, n_max)
+        self.tokens = {}
+
+    def batch(self, size):
+        """(padded audio (B, N), relative lengths or None, sample lengths) of a batch."""
+        lengths = batch_lengths(self.seconds, size)
+        wavs = torch.zeros(size, max(lengths))
+        for i, n in enumerate(lengths):
+            wavs[i, :n] = self.signal[:n]
+        wav_lens = torch.tensor([n / max(lengths) for n in lengths]) if size > 1 else None
+        return wavs, wav_lens, lengths
+
+    def tokenize(self, size):
+        """Tokenizes the batch of ``size`` (keeps the tokens for :meth:`detokenize`)."""
+        wavs, wav_lens, lengths = self.batch(size)
+        if self.sequential:
+            out = [self.tok.encode_batch(wavs[i : i + 1, :n]) for i, n in enumerate(lengths)]
+        else:
+            out = self.tok.encode_batch(wavs, wav_lens)
+        self.tokens[size] = out
+
+    def detokenize(self, size):
+        """Decodes the tokens of the last :meth:`tokenize` of that batch size."""
+        toks = self.tokens[size]
+        if self.sequential:
+            for glob, sem, lens in toks:
+                self.tok.decode_batch(glob, sem, lens)
+        else:
+            self.tok.decode_batch(*toks)
+
+    def timed(self, step, size):
+        """Runs ``step`` (``tokenize`` or ``detokenize``) once; wall and CPU seconds."""
+        fn = {"tokenize": self.tokenize, "detokenize": self.detokenize}[step]
+        sync(self.device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn(size)
+        sync(self.device)
+        return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+    def token_items(self, size):
+        """Tokens of each item of the batch of ``size``: [(global list, semantic list)]."""
+        toks = self.tokens[size]
+        if self.sequential:
+            return [(g[0].tolist(), s[0, : int(n[0])].tolist()) for g, s, n in toks]
+        glob, sem, lens = toks
+        return [(glob[i].tolist(), sem[i, : int(lens[i])].tolist()) for i in range(size)]
+
+    def long(self, minutes):
+        """Tokenizes one ``minutes``-long signal once (after a 2 s warm-up)."""
+        num = int(round(minutes * 60 * SAMPLE_RATE))
+        out = {"long_minutes": minutes, "data_limit_mib": limit_data_segment(0.8)}
+        signal, _ = load_signal(self.clip, num)
+        self.tok.encode_batch(signal[: 2 * SAMPLE_RATE].unsqueeze(0))
+        read_peak_rss_mib(reset=True)
+        try:
+            sync(self.device)
+            start = time.perf_counter()
+            _, sem, _ = self.tok.encode_batch(signal.unsqueeze(0))
+            sync(self.device)
+            out["tokenize_s"] = time.perf_counter() - start
+            out["semantic_tokens"] = int(sem.shape[1])
+            out["tokenize_audio_s_per_s"] = num / SAMPLE_RATE / out["tokenize_s"]
+        except (RuntimeError, MemoryError) as err:  # torch raises either on allocation
+            out["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        out["peak_rss_mib"] = read_peak_rss_mib(reset=True)[0]
+        self.peaks["tokenize_long"] = out["peak_rss_mib"]
+        return out
+
+    def finish(self):
+        """Final memory figures of this worker."""
+        self.peaks["end"], _ = read_peak_rss_mib()
+        info = dict(self.info, peak_rss_by_phase_mib=self.peaks)
+        info["peak_rss_mib"] = max(self.peaks.values())
+        if self.device.startswith("cuda"):
+            info["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        return info
+
+
+def worker_main(conn, settings):
+    """Entry point of a worker process: loads a configuration, then serves requests.
+
+    Requests are dicts with an ``op``: ``time`` (``step``, ``batch``), ``peak``
+    (``phase``: read and reset the peak RSS), ``tokens`` (``batch``), ``long``
+    (``minutes``) and ``finish``. Each gets ``{"ok": result}`` or ``{"error": text}``.
+
+    Arguments
+    ---------
+    conn : multiprocessing.connection.Connection
+        The worker's end of the pipe.
+    settings : dict
+        See :class:`CodecWorker`.
+    """
+    try:
+        worker = CodecWorker(settings)
+        conn.send({"ok": worker.info})
+    except Exception:
+        conn.send({"error": traceback.format_exc(limit=4)})
+        return
+    while True:
+        msg = conn.recv()
+        try:
+            if msg["op"] == "time":
+                reply = worker.timed(msg["step"], msg["batch"])
+            elif msg["op"] == "peak":
+                reply = worker.peaks[msg["phase"]] = read_peak_rss_mib(reset=True)[0]
+            elif msg["op"] == "tokens":
+                reply = worker.token_items(msg["batch"])
+            elif msg["op"] == "long":
+                reply = worker.long(msg["minutes"])
+            elif msg["op"] == "finish":
+                conn.send({"ok": worker.finish()})
+                return
+            else:
+                raise ValueError(f"unknown request {msg['op']!r}")
+            conn.send({"ok": reply})
+        except Exception:
+            conn.send({"error": traceback.format_exc(limit=4)})
 
 
 # ---------------------------------------------------------------------- parent
-def spawn_worker(name, args, folder, workdir):
-    """Runs one configuration in a fresh Python process.
+class WorkerFailed(RuntimeError):
+    """A worker reported an error or died."""
+
+
+class WorkerHandle:
+    """The parent's handle on a worker process (started and loaded on construction).
 
     Arguments
     ---------
     name : str
-        ``baseline``, ``ours`` or ``long``.
+        Configuration name (for messages).
+    settings : dict
+        See :class:`CodecWorker`.
+    """
+
+    def __init__(self, name, settings):
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker_main, args=(child, settings), daemon=True)
+        self.proc.start()
+        child.close()
+        self.info = self.call(None)
+
+    def call(self, msg):
+        """Sends a request (``None``: only wait) and returns the worker's result."""
+        try:
+            if msg is not None:
+                self.conn.send(msg)
+            reply = self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self.proc.join(10)
+            code = self.proc.exitcode
+            why = " (killed by a signal: out of memory?)" if code is not None and code < 0 else ""
+            raise WorkerFailed(f"{self.name} worker exited with {code}{why}") from None
+        if "error" in reply:
+            raise WorkerFailed(f"{self.name} worker: {reply['error'].strip().splitlines()[-1]}")
+        return reply["ok"]
+
+    def close(self):
+        """Asks for the final figures and ends the worker; returns them (or ``None``)."""
+        final = None
+        if self.proc.is_alive():
+            try:
+                final = self.call({"op": "finish"})
+            except WorkerFailed:
+                pass
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(10)
+        return final
+
+
+def measure(handles, args, results):
+    """Interleaved timing of the loaded configurations, phase by phase.
+
+    Arguments
+    ---------
+    handles : dict
+        Name -> :class:`WorkerHandle`.
     args : argparse.Namespace
-        Parent command line (forwarded).
-    folder : str
-        Release folder.
-    workdir : str
-        Where the worker writes ``<name>.json`` and ``<name>.pt``.
+        ``seconds``, ``batch_sizes`` (1 first), ``repeats`` (timed B=1 runs, after one
+        warm-up each) and ``batch_repeats`` (timed B>1 runs, no warm-up).
+    results : dict
+        Name -> dict, filled in (``"b<B>"`` entries, or ``"error"``).
+    """
+    active = dict(handles)
+
+    def call(name, msg):
+        try:
+            return active[name].call(msg)
+        except WorkerFailed as err:
+            results[name]["error"] = str(err)
+            del active[name]
+            return None
+
+    for size in args.batch_sizes:
+        lengths = batch_lengths(args.seconds, size)
+        warmup, reps = (1, args.repeats) if size == 1 else (0, args.batch_repeats)
+        for step in ("tokenize", "detokenize"):
+            runs = {name: [] for name in active}
+            for name in list(active):
+                for _ in range(warmup):
+                    call(name, {"op": "time", "step": step, "batch": size})
+            for rep in range(reps):
+                order = list(active) if rep % 2 == 0 else list(active)[::-1]
+                for name in order:
+                    if name in active:
+                        run = call(name, {"op": "time", "step": step, "batch": size})
+                        if run is not None:
+                            runs[name].append(run)
+            for name in list(active):
+                call(name, {"op": "peak", "phase": f"{step}_b{size}"})
+            for name in active:
+                audio_s = sum(lengths) / SAMPLE_RATE
+                wall = statistics.median(r["wall_s"] for r in runs[name])
+                entry = results[name].setdefault(
+                    f"b{size}", {"lengths_s": [n / SAMPLE_RATE for n in lengths]}
+                )
+                entry["audio_s"] = audio_s
+                entry[f"{step}_s"] = wall
+                entry[f"{step}_cpu_s"] = statistics.median(r["cpu_s"] for r in runs[name])
+                entry[f"{step}_runs_s"] = [r["wall_s"] for r in runs[name]]
+                entry[f"{step}_audio_s_per_s"] = audio_s / wall
+            print(f"  {step} B={size}: done", flush=True)
+
+
+def compare_tokens(tokens):
+    """Compares the tokens of ``ours`` with the baseline's.
+
+    Arguments
+    ---------
+    tokens : dict
+        Name -> batch size -> [(global list, semantic list)] per item.
 
     Returns
     -------
     dict
-        The worker's results, or ``{"error": ...}`` when it failed or was killed.
+        ``identical`` (bool), ``agreement_pct`` and ``compared`` (token count) over the
+        global and the valid semantic tokens of every item of every batch, and
+        ``distinct_semantic`` (distinct semantic ids in the baseline's output).
     """
-    out = os.path.join(workdir, f"{name}.json")
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        name,
-        "--out",
-        out,
-        "--folder",
-        folder,
-        "--seconds",
-        str(args.seconds),
-        "--repeats",
-        str(args.repeats),
-        "--device",
-        args.device,
-        "--threads",
-        str(args.threads),
-        "--long-minutes",
-        str(args.long_minutes),
-        "--clip",
-        args.clip or "",
-        "--batch-sizes",
-        *[str(b) for b in args.batch_sizes],
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0 or not os.path.isfile(out):
-        reason = f"worker exited with {proc.returncode}"
-        if proc.returncode < 0:
-            reason += " (killed by a signal: out of memory?)"
-        tail = proc.stderr.strip().splitlines()[-3:]
-        return {"config": name, "error": reason + ("; " + " | ".join(tail) if tail else "")}
-    with open(out, encoding="utf-8") as fin:
-        res = json.load(fin)
-    res["worker_wall_s"] = wall
-    return res
-
-
-def compare_tokens(workdir, batch_sizes):
-    """Compares the tokens written by the ``baseline`` and ``ours`` workers.
-
-    Returns
-    -------
-    dict
-        ``identical`` (bool), ``agreement_pct`` and ``compared`` (token count), over the
-        global and the valid semantic tokens of every batch item.
-    """
-    base = torch.load(os.path.join(workdir, "baseline.pt"))
-    ours = torch.load(os.path.join(workdir, "ours.pt"))
     same = total = 0
     shapes_ok = True
-    for batch in sorted(set(batch_sizes)):
-        for (g_b, s_b), (g_o, s_o) in zip(base[f"b{batch}"], ours[f"b{batch}"]):
+    distinct = set()
+    for size, base_items in tokens["baseline"].items():
+        for (g_b, s_b), (g_o, s_o) in zip(base_items, tokens["ours"][size]):
+            distinct.update(s_b)
             for ref, new in ((g_b, g_o), (s_b, s_o)):
-                if ref.shape != new.shape:
-                    shapes_ok = False
-                    total += max(ref.numel(), new.numel())
-                    continue
-                same += int((ref == new).sum())
-                total += ref.numel()
+                shapes_ok = shapes_ok and len(ref) == len(new)
+                same += sum(int(a == b) for a, b in zip(ref, new))
+                total += max(len(ref), len(new))
     return {
         "identical": shapes_ok and same == total,
         "agreement_pct": 100.0 * same / max(total, 1),
         "compared": total,
+        "distinct_semantic": len(distinct),
     }
 
 
 def ratios(results, batch_sizes):
-    """Ours / baseline ratios (and ours' batching gain) from the worker results."""
-    base, ours = results["baseline"], results["ours"]
+    """Ours / baseline ratios (and ours' batching gain) from the measured results."""
+    base, ours = results.get("baseline", {}), results.get("ours", {})
+    if "error" in base or "error" in ours or "b1" not in base or "b1" not in ours:
+        return {}
     out = {}
-    if "error" in base or "error" in ours:
-        return out
     for step in ("tokenize", "detokenize"):
         out[f"{step}_time_b1_ours_over_baseline"] = (
             ours["b1"][f"{step}_s"] / base["b1"][f"{step}_s"]
         )
-    for batch in sorted(set(batch_sizes) - {1}):
-        key = f"b{batch}"
+        out[f"{step}_cpu_time_b1_ours_over_baseline"] = (
+            ours["b1"][f"{step}_cpu_s"] / base["b1"][f"{step}_cpu_s"]
+        )
+    for size in batch_sizes[1:]:
+        key = f"b{size}"
         for step in ("tokenize", "detokenize"):
             tput = f"{step}_audio_s_per_s"
             out[f"{step}_throughput_{key}_ours_over_baseline"] = ours[key][tput] / base[key][tput]
             out[f"{step}_throughput_ours_{key}_over_b1"] = ours[key][tput] / ours["b1"][tput]
-    out["peak_rss_ours_over_baseline"] = ours["peak_rss_mib"] / base["peak_rss_mib"]
+    if "peak_rss_mib" in base and "peak_rss_mib" in ours:
+        out["peak_rss_ours_over_baseline"] = ours["peak_rss_mib"] / base["peak_rss_mib"]
     return out
+
+
+RATIO_LABELS = {
+    "tokenize_time_b1_ours_over_baseline": "tokenize time, B=1 (ours / baseline)",
+    "detokenize_time_b1_ours_over_baseline": "detokenize time, B=1 (ours / baseline)",
+    "tokenize_cpu_time_b1_ours_over_baseline": "tokenize CPU time, B=1 (ours / baseline)",
+    "detokenize_cpu_time_b1_ours_over_baseline": "detokenize CPU time, B=1 (ours / baseline)",
+    "peak_rss_ours_over_baseline": "worker peak RSS (ours / baseline)",
+}
+
+
+def _ratio_label(key):
+    if key in RATIO_LABELS:
+        return RATIO_LABELS[key]
+    step, _, rest = key.partition("_throughput_")
+    if rest.startswith("ours_"):
+        size = rest.split("_")[1][1:]
+        return f"{step} throughput, ours B={size} / ours B=1"
+    return f"{step} throughput, B={rest.split('_')[0][1:]} (ours / baseline)"
+
+
+def _load_average():
+    """1-minute load average (None where unknown)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 def _fmt(value, digits=2):
@@ -551,73 +679,57 @@ def _fmt(value, digits=2):
 
 def format_tables(results, ratio, batch_sizes):
     """The Markdown tables (results, per-phase memory, ratios) as one string."""
-    multi = sorted(set(batch_sizes) - {1})
+    multi = batch_sizes[1:]
     head = ["configuration", "tokenize s (B=1)", "detokenize s (B=1)"]
-    for batch in multi:
+    for size in multi:
         head += [
-            f"tokenize s/batch (B={batch})",
-            f"detokenize s/batch (B={batch})",
-            f"tokenize audio-s/s (B={batch})",
-            f"detokenize audio-s/s (B={batch})",
+            f"tokenize s/batch (B={size})",
+            f"detokenize s/batch (B={size})",
+            f"tokenize audio-s/s (B={size})",
+            f"detokenize audio-s/s (B={size})",
         ]
     head.append("peak RSS MiB")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    phases = [(s, b) for b in batch_sizes for s in ("tokenize", "detokenize")]
     mem_head = ["configuration", "load s", "RSS after load MiB"]
-    mem_head += [
-        f"{s} B={b} peak MiB" for b in sorted(set(batch_sizes)) for s in ("tokenize", "detokenize")
-    ]
+    mem_head += [f"{s} B={b} peak MiB" for s, b in phases]
     mem = ["| " + " | ".join(mem_head) + " |", "|" + "---|" * len(mem_head)]
     for name in CONFIGS:
-        res = results[name]
-        if "error" in res:
-            lines.append(f"| {name} | failed: {res['error']} |")
-            continue
+        res = results.get(name, {})
         b1 = res.get("b1", {})
         row = [name, _fmt(b1.get("tokenize_s")), _fmt(b1.get("detokenize_s"))]
-        for batch in multi:
-            r = res[f"b{batch}"]
+        for size in multi:
+            r = res.get(f"b{size}", {})
             row += [
-                _fmt(r["tokenize_s"]),
-                _fmt(r["detokenize_s"]),
-                _fmt(r["tokenize_audio_s_per_s"]),
-                _fmt(r["detokenize_audio_s_per_s"]),
+                _fmt(r.get("tokenize_s")),
+                _fmt(r.get("detokenize_s")),
+                _fmt(r.get("tokenize_audio_s_per_s")),
+                _fmt(r.get("detokenize_audio_s_per_s")),
             ]
-        row.append(_fmt(res["peak_rss_mib"], 0))
+        row.append(_fmt(res.get("peak_rss_mib"), 0))
+        if "error" in res:
+            row[0] += f" (failed: {res['error']})"
         lines.append("| " + " | ".join(row) + " |")
-        phases = res["peak_rss_by_phase_mib"]
-        mrow = [name, _fmt(res["load_s"], 1), _fmt(res["rss_after_load_mib"], 0)]
-        mrow += [
-            _fmt(phases.get(f"{s}_b{b}"), 0)
-            for b in sorted(set(batch_sizes))
-            for s in ("tokenize", "detokenize")
-        ]
+        peaks = res.get("peak_rss_by_phase_mib", {})
+        mrow = [name, _fmt(res.get("load_s"), 1), _fmt(res.get("rss_after_load_mib"), 0)]
+        mrow += [_fmt(peaks.get(f"{s}_b{b}"), 0) for s, b in phases]
         mem.append("| " + " | ".join(mrow) + " |")
-    text = "\n".join(lines) + "\n\nPer-phase peak RSS (ours vs baseline, inference only):\n\n"
+    text = "\n".join(lines) + "\n\nPeak RSS per phase (MiB; the weights are resident in all):\n\n"
     text += "\n".join(mem) + "\n"
     if ratio:
-        labels = {
-            "tokenize_time_b1_ours_over_baseline": "tokenize time, B=1 (ours / baseline)",
-            "detokenize_time_b1_ours_over_baseline": "detokenize time, B=1 (ours / baseline)",
-            "peak_rss_ours_over_baseline": "process peak RSS (ours / baseline)",
-        }
-        for batch in multi:
-            for step in ("tokenize", "detokenize"):
-                labels[f"{step}_throughput_b{batch}_ours_over_baseline"] = (
-                    f"{step} throughput, B={batch} (ours / baseline)"
-                )
-                labels[f"{step}_throughput_ours_b{batch}_over_b1"] = (
-                    f"{step} throughput, ours B={batch} / ours B=1"
-                )
         text += "\n| ratio | value |\n|---|---|\n"
-        text += "\n".join(f"| {labels[k]} | {v:.3f} |" for k, v in ratio.items()) + "\n"
+        text += "\n".join(f"| {_ratio_label(k)} | {v:.3f} |" for k, v in ratio.items()) + "\n"
     return text
 
 
 def parse_args(argv=None):
-    """Command line of the benchmark (``--worker`` and ``--out`` are internal)."""
+    """Command line of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (B=1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed B=1 runs (median)")
+    parser.add_argument(
+        "--batch-repeats", type=int, default=1, help="timed runs of each B>1 batch (median)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
@@ -637,20 +749,45 @@ def parse_args(argv=None):
         help="skip the long-audio run whatever --long-minutes says",
     )
     parser.add_argument("--json", help="write all results to this JSON file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if 1 not in args.batch_sizes:
-        args.batch_sizes = [1] + args.batch_sizes  # B=1 is the reference point of the ratios
+    # B=1 is the reference point of the ratios and warms the workers up: always first.
+    args.batch_sizes = [1] + sorted(set(args.batch_sizes) - {1})
+    if args.repeats < 1 or args.batch_repeats < 1:
+        parser.error("--repeats and --batch-repeats must be at least 1")
     return args
+
+
+def run_long(args, folder):
+    """Tokenizes one ``--long-minutes`` signal with ``ours`` in a fresh worker."""
+    settings = _settings(args, folder, ssl_truncate=True, batch_sizes=[1])
+    handle = None
+    try:
+        handle = WorkerHandle("long", settings)
+        out = handle.call({"op": "long", "minutes": args.long_minutes})
+    except WorkerFailed as err:
+        out = {"long_minutes": args.long_minutes, "error": str(err)}
+    if handle is not None:
+        handle.close()
+    return out
+
+
+def _settings(args, folder, ssl_truncate, batch_sizes):
+    return {
+        "folder": folder,
+        "device": args.device,
+        "threads": args.threads,
+        "ssl_truncate": ssl_truncate,
+        "clip": args.clip,
+        "seconds": args.seconds,
+        "batch_sizes": batch_sizes,
+    }
 
 
 def main(argv=None):
     """Builds (or reuses) the release, runs the workers, prints and saves the results."""
     args = parse_args(argv)
-    if args.worker:
-        run_worker(args)
-        return
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     tmp = tempfile.mkdtemp(prefix="bench_codec_")
     try:
         folder = args.folder or os.path.join(tmp, "release")
@@ -659,59 +796,89 @@ def main(argv=None):
             print(f"reusing release folder {folder}")
         else:
             print(f"building a full-size random release in {folder} ...", flush=True)
-            torch.set_num_threads(args.threads)
             start = time.perf_counter()
             build_release(folder)
             build_s = time.perf_counter() - start
             print(f"built in {build_s:.1f} s (not part of the results)")
-        results = {}
-        names = list(CONFIGS)
+
+        load_before = _load_average()
+        start = time.perf_counter()
+        results = {name: {} for name in CONFIGS}
+        handles = {}
+        for name, truncate in CONFIGS.items():  # loaded one after the other
+            print(f"loading {name} ...", flush=True)
+            try:
+                handles[name] = WorkerHandle(
+                    name, _settings(args, folder, truncate, args.batch_sizes)
+                )
+                results[name].update(handles[name].info)
+            except WorkerFailed as err:
+                results[name]["error"] = str(err)
+        measure(handles, args, results)
+        tokens = {}
+        for name, handle in handles.items():
+            if "error" not in results[name]:
+                try:
+                    tokens[name] = {
+                        b: handle.call({"op": "tokens", "batch": b}) for b in args.batch_sizes
+                    }
+                except WorkerFailed as err:
+                    results[name]["error"] = str(err)
+            final = handle.close()
+            if final is not None:
+                results[name].update(final)
+        check = compare_tokens(tokens) if len(tokens) == len(CONFIGS) else None
+        long = None
         if args.long_minutes > 0 and not args.skip_long:
-            names.append("long")
-        for name in names:
-            print(f"measuring {name} ...", flush=True)
-            results[name] = spawn_worker(name, args, folder, tmp)
-            if "error" in results[name]:
-                print(f"  {name}: {results[name]['error']}")
-        check = None
-        if all("error" not in results[n] for n in CONFIGS):
-            check = compare_tokens(tmp, args.batch_sizes)
+            print(f"tokenizing {args.long_minutes:g} min with ours ...", flush=True)
+            long = run_long(args, folder)
+        measure_s = time.perf_counter() - start
+        load_after = _load_average()
+
         ratio = ratios(results, args.batch_sizes)
         signal = next((r["signal"] for r in results.values() if "signal" in r), "?")
         print()
         print(
             f"BiCodec full size, random weights; {args.seconds:g} s of {signal}; device "
-            f"{args.device}, {args.threads} threads; median of {args.repeats} "
-            f"(torch {torch.__version__}, {platform.processor() or platform.machine()})"
+            f"{args.device}, {args.threads} threads; B=1 median of {args.repeats}, B>1 median "
+            f"of {args.batch_repeats}; torch {torch.__version__}, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+            f"load average {_fmt(load_before)} before, {_fmt(load_after)} after; "
+            f"measuring took {measure_s:.0f} s"
         )
         print()
         print(format_tables(results, ratio, args.batch_sizes))
         if check is not None:
             print(
                 f"identical tokens: {'yes' if check['identical'] else 'no'} "
-                f"(agreement {check['agreement_pct']:.2f} % of {check['compared']} tokens)"
+                f"(agreement {check['agreement_pct']:.2f} % of {check['compared']} tokens; "
+                f"{check['distinct_semantic']} distinct semantic ids)"
             )
-            distinct = results["baseline"]["b1"]["distinct_semantic_tokens"]
-            print(f"distinct semantic tokens in the B=1 baseline output: {distinct}")
-        if "long" in results:
-            long = results["long"]
-            if "error" in long:
-                print(f"long audio ({args.long_minutes:g} min): failed: {long['error']}")
-            else:
-                print(
-                    f"long audio ({args.long_minutes:g} min, ours): tokenize "
-                    f"{_fmt(long.get('tokenize_s'))} s, peak RSS "
-                    f"{_fmt(long['peak_rss_by_phase_mib'].get('tokenize_long'), 0)} MiB"
-                    + (f", error: {long['error']}" if "error" in long else "")
-                )
+        else:
+            print("identical tokens: not checked (a worker failed)")
+        if long is not None:
+            outcome = (
+                f"failed ({long['error']})"
+                if "error" in long
+                else f"tokenize {_fmt(long['tokenize_s'])} s "
+                f"({_fmt(long['tokenize_audio_s_per_s'])} audio-s/s)"
+            )
+            print(
+                f"long audio ({args.long_minutes:g} min, ours): {outcome}, "
+                f"peak RSS {_fmt(long.get('peak_rss_mib'), 0)} MiB"
+            )
         if args.json:
             payload = {
-                "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out")},
+                "settings": vars(args),
                 "torch": torch.__version__,
+                "cpus": os.cpu_count(),
                 "build_s": build_s,
+                "measure_s": measure_s,
+                "load_average_before_after": [load_before, load_after],
                 "results": results,
                 "ratios": ratio,
                 "tokens": check,
+                "long": long,
             }
             with open(args.json, "w", encoding="utf-8") as fout:
                 json.dump(payload, fout, indent=2)
