@@ -85,12 +85,37 @@ class BiCodecBrain(sb.Brain):
 
     # ---------------------------------------------------------------- set-up
     def on_fit_start(self):
-        """Moves the frozen front-end to the device, then the usual set-up."""
+        """Moves the frozen front-end to the device, wraps, builds optimisers, resumes.
+
+        Resumes from the newest *complete* checkpoint: SpeechBrain writes
+        ``CKPT.yaml`` before the parameter files, so a kill during a save can
+        leave a newest checkpoint that lacks files.
+        """
         self.hparams.ssl.to(self.device).eval()
         self.skipped_steps = {"generator": 0, "discriminator": 0}
         self._log_buffer = {}
         self._tb = None
-        super().on_fit_start()
+        self._compile()
+        self._wrap_distributed()
+        self.init_optimizers()
+        if self.checkpointer is not None:
+            needed = set(self.checkpointer.recoverables) - {"dataloader-TRAIN"}
+            self.checkpointer.recover_if_possible(
+                ckpt_predicate=lambda ckpt: needed <= set(ckpt.paramfiles)
+            )
+
+    def _wrap_distributed(self):
+        """DDP as SpeechBrain does it, except on CPU (gloo) where SyncBatchNorm
+        does not exist: plain DDP there (each rank keeps its own BN statistics)."""
+        if not (self.distributed_launch and self.device_type == "cpu"):
+            return super()._wrap_distributed()
+        from torch.nn.parallel import DistributedDataParallel
+
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
 
     def init_optimizers(self):
         """Two AdamW optimisers and their schedules, all checkpointed."""
@@ -182,7 +207,10 @@ class BiCodecBrain(sb.Brain):
         """
         terms = {"mel": self.hparams.mel_loss(out.recons, target), "vq": out.vq_loss}
         if stage == sb.Stage.TRAIN:
-            outputs = self.modules.discriminator(torch.cat([target, out.recons]))
+            # The raw module: D's parameters are frozen for this pass, so its
+            # DDP wrapper must not expect a gradient reduction.
+            discriminator = getattr(self.modules.discriminator, "module", self.modules.discriminator)
+            outputs = discriminator(torch.cat([target, out.recons]))
             batch = target.shape[0]
             real_out = [[m[:batch].detach() for m in maps] for maps in outputs]
             fake_out = [[m[batch:] for m in maps] for maps in outputs]

@@ -359,6 +359,13 @@ class BiCodec(nn.Module):
         x = self.prenet(vq.z_q, cond)
         pred_feat = self.postnet(x) if self.postnet is not None else None
         recons = self.decoder(x + cond.unsqueeze(-1))
+        # The speaker vector that does not condition the decoder only feeds a
+        # detached target (or nothing); detaching it here keeps DDP's
+        # unused-parameter detection right.
+        if condition == "d_vector":
+            x_vector = x_vector.detach()
+        else:
+            d_vector = d_vector.detach()
         return BiCodecOutput(
             recons=recons,
             pred_feat=pred_feat,

@@ -62,6 +62,9 @@ def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    if hparams["batch_size"] < 2:
+        # The x-vector head's BatchNorm needs more than one item per process.
+        raise SystemExit("train.py: batch_size must be at least 2 per process")
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
