@@ -174,8 +174,41 @@ class BiCodecTokenizer(Pretrained):
         items = [self._prepare(w[:length], normalize) for w, length in zip(wavs, lengths)]
         return self._tokenize(items)
 
+    @property
+    def micro_batch(self):
+        """Items run together inside ``encode_batch``/``decode_batch``.
+
+        A batch only pays off where the hardware has parallel work to spare:
+        on a CPU the matrix products are already compute-bound at one item
+        and padding costs extra, so the default there is 1 (items run one
+        after another, same results); on accelerators, everything at once.
+        Set ``tok.micro_batch = n`` to choose (``None``: the device default).
+        """
+        if getattr(self, "_micro_batch", None) is not None:
+            return self._micro_batch
+        return 1 if str(self.device).startswith("cpu") else None
+
+    @micro_batch.setter
+    def micro_batch(self, value):
+        self._micro_batch = value
+
     def _tokenize(self, items):
-        """Pads (model-rate, 16 kHz) pairs and runs the codec."""
+        """Runs (model-rate, 16 kHz) pairs through the codec in micro-batches."""
+        size = self.micro_batch or len(items)
+        if size >= len(items):
+            return self._tokenize_padded(items)
+        parts = [self._tokenize_padded(items[i : i + size]) for i in range(0, len(items), size)]
+        glob = torch.cat([p[0] for p in parts])
+        lens = torch.cat([p[2] for p in parts])
+        sem = torch.zeros(len(items), int(lens.max()), dtype=torch.long, device=glob.device)
+        row = 0
+        for _, part_sem, _ in parts:
+            sem[row : row + part_sem.shape[0], : part_sem.shape[1]] = part_sem
+            row += part_sem.shape[0]
+        return glob, sem, lens
+
+    def _tokenize_padded(self, items):
+        """Pads (model-rate, 16 kHz) pairs and runs the codec on them at once."""
         model_wavs, ssl_wavs = zip(*items)
         wav, rel = _pad(model_wavs)
         ssl_wav, _ = _pad(ssl_wavs)
@@ -220,7 +253,8 @@ class BiCodecTokenizer(Pretrained):
             (B, T_max) int.
         semantic_lens : torch.Tensor, optional
             (B,) valid tokens per item; items of different lengths are decoded
-            apart so that padding never changes a waveform.
+            apart so that padding never changes a waveform (and items run in
+            groups of :attr:`micro_batch`).
 
         Returns
         -------
@@ -244,11 +278,14 @@ class BiCodecTokenizer(Pretrained):
         out = torch.zeros(batch, self.hop_length * t_max, device=self.device)
         with torch.inference_mode(), self.inference_ctx:
             for length in sorted(set(semantic_lens.tolist())):
-                rows = (semantic_lens == length).nonzero().flatten().to(self.device)
-                wav = self.codec.detokenize(
-                    global_tokens[rows], semantic_tokens[rows, :length]
-                )
-                out[rows, : wav.shape[-1]] = wav.squeeze(1).float()
+                same = (semantic_lens == length).nonzero().flatten().to(self.device)
+                size = self.micro_batch or len(same)
+                for start in range(0, len(same), size):
+                    rows = same[start : start + size]
+                    wav = self.codec.detokenize(
+                        global_tokens[rows], semantic_tokens[rows, :length]
+                    )
+                    out[rows, : wav.shape[-1]] = wav.squeeze(1).float()
         return out, semantic_lens * self.hop_length
 
     def decode(self, global_tokens, semantic_tokens):

@@ -17,15 +17,21 @@ def test_properties(tiny_tokenizer):
     assert tiny_tokenizer.hop_length == 320
 
 
-def test_batch_equals_single_and_reference(tiny_tokenizer):
-    """A padded batch of the four clips gives each clip's reference tokens."""
+@pytest.mark.parametrize("micro_batch", [100, 1, 3])
+def test_batch_equals_single_and_reference(tiny_tokenizer, micro_batch):
+    """A padded batch of the four clips gives each clip's reference tokens,
+    all at once (padding + masks: 100) or in micro-batches."""
     wavs = [golden(c)["wav"][0] for c in CLIPS]
     n = max(len(w) for w in wavs)
     batch = torch.zeros(len(wavs), n)
     for i, w in enumerate(wavs):
         batch[i, : len(w)] = w
     rel = torch.tensor([len(w) / n for w in wavs])
-    glob, sem, lens = tiny_tokenizer.encode_batch(batch, rel, normalize=False)
+    tiny_tokenizer.micro_batch = micro_batch
+    try:
+        glob, sem, lens = tiny_tokenizer.encode_batch(batch, rel, normalize=False)
+    finally:
+        tiny_tokenizer.micro_batch = None
     assert glob.shape == (4, 32) and sem.shape[0] == 4
     for i, clip in enumerate(CLIPS):
         ref = golden(clip)
