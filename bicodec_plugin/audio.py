@@ -97,6 +97,49 @@ def volume_normalize(audio, coeff=0.2):
     return audio
 
 
+def read_audio_array(path):
+    """First channel of a file as float64 numpy, with its rate; checked.
+
+    Arguments
+    ---------
+    path : str
+        Any file soundfile reads.
+
+    Returns
+    -------
+    audio : numpy.ndarray
+        (N,) float64.
+    sample_rate : int
+        Rate of the file.
+
+    Raises
+    ------
+    AudioLoadError
+        When the file is missing, unreadable, empty or holds NaN/inf.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
+    >>> soundfile.write(path, np.zeros((800, 2)), 8000)
+    >>> audio, sr = read_audio_array(path)
+    >>> audio.shape, audio.dtype, sr
+    ((800,), dtype('float64'), 8000)
+    """
+    if not os.path.isfile(path):
+        raise AudioLoadError(f"{path}: no such audio file")
+    try:
+        audio, sr = soundfile.read(path, dtype="float64", always_2d=True)
+    except Exception as err:  # soundfile raises several types
+        raise AudioLoadError(f"{path}: cannot read audio ({err})") from err
+    audio = audio[:, 0]
+    if audio.size == 0:
+        raise AudioLoadError(f"{path}: the file holds no samples")
+    if not np.all(np.isfinite(audio)):
+        raise AudioLoadError(f"{path}: the audio holds NaN or infinite samples")
+    return audio, sr
+
+
 def read_audio_file(path, sample_rate, volume_norm=True):
     """Loads a file as the reference tokenizer does.
 
@@ -131,17 +174,7 @@ def read_audio_file(path, sample_rate, volume_norm=True):
     >>> read_audio_file(path, 16000).shape
     torch.Size([16000])
     """
-    if not os.path.isfile(path):
-        raise AudioLoadError(f"{path}: no such audio file")
-    try:
-        audio, sr = soundfile.read(path, dtype="float64", always_2d=True)
-    except Exception as err:  # soundfile raises several types
-        raise AudioLoadError(f"{path}: cannot read audio ({err})") from err
-    audio = audio[:, 0]
-    if audio.size == 0:
-        raise AudioLoadError(f"{path}: the file holds no samples")
-    if not np.all(np.isfinite(audio)):
-        raise AudioLoadError(f"{path}: the audio holds NaN or infinite samples")
+    audio, sr = read_audio_array(path)
     audio = resample(audio, sr, sample_rate)
     if volume_norm:
         audio = volume_normalize(audio)

@@ -14,7 +14,7 @@ from speechbrain.inference.interfaces import Pretrained
 from bicodec_plugin.audio import (
     SSL_SAMPLE_RATE,
     check_waveform,
-    read_audio_file,
+    read_audio_array,
     resample,
     volume_normalize,
 )
@@ -128,9 +128,14 @@ class BiCodecTokenizer(Pretrained):
         return self.codec.hop_length
 
     # ----------------------------------------------------------------- encode
-    def _prepare(self, wav, normalize):
-        """One utterance (float32 tensor) -> (model-rate tensor, 16 kHz tensor)."""
-        audio = wav.detach().cpu().double().numpy()
+    def _prepare(self, audio, sample_rate, normalize):
+        """One utterance (float64 numpy) -> (model-rate tensor, 16 kHz tensor).
+
+        Resampling (soxr VHQ) and volume normalisation run in float64, as
+        the reference does; the 16 kHz copy is resampled from the normalised
+        model-rate signal.
+        """
+        audio = resample(audio, sample_rate, self.sample_rate)
         if normalize:
             audio = volume_normalize(audio)
         model_wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
@@ -138,6 +143,17 @@ class BiCodecTokenizer(Pretrained):
             return model_wav, model_wav
         ssl = resample(audio, self.sample_rate, SSL_SAMPLE_RATE)
         return model_wav, torch.from_numpy(np.ascontiguousarray(ssl)).float()
+
+    def load_file(self, path):
+        """Reads a file once: (model-rate wav, 16 kHz wav), ready for :meth:`tokenize_prepared`.
+
+        Raises
+        ------
+        AudioLoadError
+            Missing, unreadable, empty or non-finite audio (names the file).
+        """
+        audio, sample_rate = read_audio_array(path)
+        return self._prepare(audio, sample_rate, self.hparams.volume_normalize)
 
     def encode_batch(self, wavs, wav_lens=None, normalize=None):
         """Tokenizes a padded batch; each item's tokens equal its tokens alone.
@@ -171,8 +187,11 @@ class BiCodecTokenizer(Pretrained):
             lengths = [n] * batch
         else:
             lengths = torch.round(wav_lens.cpu().double() * n).long().tolist()
-        items = [self._prepare(w[:length], normalize) for w, length in zip(wavs, lengths)]
-        return self._tokenize(items)
+        items = [
+            self._prepare(w[:length].detach().cpu().double().numpy(), self.sample_rate, normalize)
+            for w, length in zip(wavs, lengths)
+        ]
+        return self.tokenize_prepared(items)
 
     @property
     def micro_batch(self):
@@ -192,8 +211,14 @@ class BiCodecTokenizer(Pretrained):
     def micro_batch(self, value):
         self._micro_batch = value
 
-    def _tokenize(self, items):
-        """Runs (model-rate, 16 kHz) pairs through the codec in micro-batches."""
+    def tokenize_prepared(self, items):
+        """Tokenizes (model-rate, 16 kHz) pairs from :meth:`load_file`, in micro-batches.
+
+        Returns
+        -------
+        global_tokens, semantic_tokens, semantic_lens
+            As :meth:`encode_batch`.
+        """
         size = self.micro_batch or len(items)
         if size >= len(items):
             return self._tokenize_padded(items)
@@ -233,12 +258,7 @@ class BiCodecTokenizer(Pretrained):
         semantic_tokens : torch.Tensor
             (1, T) int64.
         """
-        wav = read_audio_file(path, self.sample_rate, volume_norm=self.hparams.volume_normalize)
-        if self.sample_rate == SSL_SAMPLE_RATE:
-            ssl = wav
-        else:
-            ssl = read_audio_file(path, SSL_SAMPLE_RATE, volume_norm=self.hparams.volume_normalize)
-        glob, sem, _ = self._tokenize([(wav, ssl)])
+        glob, sem, _ = self.tokenize_prepared([self.load_file(path)])
         return glob, sem
 
     # ----------------------------------------------------------------- decode

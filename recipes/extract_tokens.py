@@ -42,9 +42,7 @@ from tqdm import tqdm
 
 from bicodec_plugin.audio import (
     SSL_RECEPTIVE_FIELD,
-    SSL_SAMPLE_RATE,
     AudioLoadError,
-    read_audio_file,
 )
 from bicodec_plugin.data import ManifestError, read_manifests
 from bicodec_plugin.tokens import TokenWriter, tokenizer_meta
@@ -148,11 +146,7 @@ def load_item(tokenizer, path):
     AudioLoadError
         Unreadable, empty or non-finite audio, or shorter than one wav2vec2 frame.
     """
-    norm = tokenizer.hparams.volume_normalize
-    wav = read_audio_file(path, tokenizer.sample_rate, volume_norm=norm)
-    ssl = wav
-    if tokenizer.sample_rate != SSL_SAMPLE_RATE:
-        ssl = read_audio_file(path, SSL_SAMPLE_RATE, volume_norm=norm)
+    wav, ssl = tokenizer.load_file(path)
     if ssl.shape[0] < SSL_RECEPTIVE_FIELD:
         # Checked here: inside a batch it would fail every other item.
         raise AudioLoadError(f"{path}: shorter than one wav2vec2 frame (25 ms)")
@@ -162,16 +156,15 @@ def load_item(tokenizer, path):
 def tokenize(tokenizer, loaded):
     """Tokenizes loaded items as one padded batch.
 
-    Uses ``BiCodecTokenizer._tokenize``, the step ``encode_file`` uses after
-    loading, so that the tokens equal ``encode_file``'s (``encode_batch``
-    would resample after normalising, which differs for 24 kHz models).
+    Uses ``BiCodecTokenizer.tokenize_prepared``, the step ``encode_file`` uses
+    after ``load_file``, so that the tokens equal ``encode_file``'s.
 
     Returns
     -------
     list of (torch.Tensor, torch.Tensor)
         Global (32,) and semantic (T_i,) tokens per item.
     """
-    glob_t, sem_t, lens = tokenizer._tokenize(loaded)
+    glob_t, sem_t, lens = tokenizer.tokenize_prepared(loaded)
     glob_t, sem_t, lens = glob_t.cpu(), sem_t.cpu(), lens.cpu()
     return [(glob_t[i], sem_t[i, : int(lens[i])]) for i in range(len(loaded))]
 

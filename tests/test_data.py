@@ -60,7 +60,7 @@ def ramp(num_samples):
 
 
 def golden_clip(name):
-    """Path of a reference speech clip, skipping when /work/shared is absent."""
+    """Path of a reference speech clip, skipping when ../shared is absent."""
     path = os.path.join(CLIPS, name)
     if not os.path.isfile(path):
         pytest.skip(f"reference clips not found at {CLIPS} (shared/ not checked out)")

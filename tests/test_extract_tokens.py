@@ -78,7 +78,7 @@ def resumed(tiny_tokenizer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume")
     manifest = golden_manifest(folder / "clips.jsonl")
     out = str(folder / "tokens")
-    real_tokenize = tiny_tokenizer._tokenize
+    real_tokenize = tiny_tokenizer.tokenize_prepared
     calls = []
 
     def interrupt_second_batch(items):
@@ -88,7 +88,7 @@ def resumed(tiny_tokenizer, tmp_path_factory):
         return real_tokenize(items)
 
     # Longest first with 2 per batch: prompt_audio + LJ050-0131, then the spk clips.
-    with mock.patch.object(tiny_tokenizer, "_tokenize", side_effect=interrupt_second_batch):
+    with mock.patch.object(tiny_tokenizer, "tokenize_prepared", side_effect=interrupt_second_batch):
         with pytest.raises(KeyboardInterrupt):
             extract_tokens.extract(
                 tiny_tokenizer, manifest, out, max_batch=2, chunk_size=1, progress=False, env=NO_ENV
@@ -159,7 +159,7 @@ def test_failures_are_listed(tiny_tokenizer, tmp_path):
         ],
     )
     out = str(tmp_path / "tokens")
-    real_tokenize = tiny_tokenizer._tokenize
+    real_tokenize = tiny_tokenizer.tokenize_prepared
     calls = []
 
     def fail_on_poison(items):
@@ -168,7 +168,7 @@ def test_failures_are_listed(tiny_tokenizer, tmp_path):
             raise RuntimeError("poisoned item")
         return real_tokenize(items)
 
-    with mock.patch.object(tiny_tokenizer, "_tokenize", side_effect=fail_on_poison):
+    with mock.patch.object(tiny_tokenizer, "tokenize_prepared", side_effect=fail_on_poison):
         summary = extract_tokens.extract(tiny_tokenizer, manifest, out, env=NO_ENV)
     assert (summary["done"], summary["failed"]) == (2, 4)
     assert calls == [3, 1, 1, 1]  # the batch fails, then its items one by one
