@@ -8,16 +8,19 @@ release folder (timed apart, not part of the results), then two configurations a
 from that folder with :meth:`BiCodecTokenizer.from_release`:
 
 * ``baseline``: ``ssl_truncate=False`` -- all 24 wav2vec2 layers run, as in the reference
-  tokenizer; weight norm folded as the reference does; the reference's out-of-place Snake
-  activation; one utterance at a time (a batch of
-  B is B sequential batch-1 calls).
+  tokenizer; weight norm folded as the reference does; the reference's decoder arithmetic
+  (1-D convolutions, out-of-place Snake and residual adds); one utterance at a time (a
+  batch of B is B sequential batch-1 calls).
 * ``ours``: the defaults -- only the 16 wav2vec2 layers that the 11/14/16 layer mix needs;
-  batches go through ``encode_batch`` / ``decode_batch`` in one call (padded, with lengths).
+  the wave generator on a channels-last 2-D view (oneDNN's faster convolutions), Snake
+  and residual adds in place; batches go through ``encode_batch`` / ``decode_batch`` in
+  one call (padded, with lengths).
 
 Each configuration lives in its own worker process (``multiprocessing``, ``spawn``), so
 that its peak RSS is its own; both stay loaded and the parent interleaves their runs
-(baseline, ours, ours, baseline, ...; only one computes at any time), so that a change of
-machine load hits both alike. The input is the golden ``prompt_audio.wav`` clip tiled to
+(baseline, ours, ours, baseline, ...; only one computes at any time) and the batch sizes
+(B=1, B=8, B=1, ...), so that a change of machine load hits both configurations and all
+batch sizes alike. The input is the golden ``prompt_audio.wav`` clip tiled to
 ``--seconds`` (a deterministic noise-plus-sines signal when the clip is absent). Times are
 ``time.perf_counter`` wall-clock seconds (process CPU seconds are kept in the JSON) with
 ``torch.set_num_threads(--threads)``; B=1 calls get one warm-up and the median of
@@ -29,12 +32,13 @@ extra warm-up: the B=1 calls have paged in the weights, and one batch takes minu
   lengths (``--seconds`` down to 93 % of it), as seconds per batch and as throughput
   (audio seconds processed per wall-clock second, summed over the batch);
 * peak RSS (``VmHWM`` of ``/proc/self/status``, else ``ru_maxrss``) of each worker over
-  its whole life (loading included), and per phase (the kernel's peak counter is reset
-  between phases where ``/proc/self/clear_refs`` allows it; file-backed weight pages that
-  a phase touches count too).
+  its whole life (loading included), and per phase, the largest over the phase's runs
+  (the kernel's peak counter is reset before each run where ``/proc/self/clear_refs``
+  allows it; file-backed weight pages that a run touches count too).
 
 The parent then checks that ``ours`` gives exactly the baseline's tokens (global and
-semantic, B=1 and every item of every batch) and prints Markdown tables.
+semantic, B=1 and every item of every batch), reports the largest difference between the
+two decoded B=1 waveforms (the parity tolerance is 1e-4) and prints Markdown tables.
 
 How to read the ratios
 ----------------------
@@ -289,18 +293,30 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def use_reference_snake():
-    """Baseline only: the Snake activation as the reference computes it (out of place).
+def use_reference_decoder_arithmetic(tokenizer):
+    """Baseline only: the decoder computes as the reference does.
 
-    Our inference path computes the same values in one buffer; the baseline
-    must pay what the reference pays.
+    Our inference path runs the wave generator on a channels-last 2-D view,
+    computes Snake in one buffer and adds residuals in place; the baseline
+    must pay what the reference pays: 1-D convolutions, out-of-place Snake
+    and residual adds.
     """
+    from bicodec_plugin.lobes.decoder import ResidualUnit
     from bicodec_plugin.lobes.layers import Snake1d
 
-    def reference_forward(self, x):
+    def reference_snake(self, x):
         return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
 
-    Snake1d.forward = reference_forward
+    def reference_residual(self, x):
+        y = self.block(x)
+        trim = (x.shape[-1] - y.shape[-1]) // 2
+        if trim > 0:
+            x = x[..., trim:-trim]
+        return x + y
+
+    Snake1d.forward = reference_snake
+    ResidualUnit.forward = reference_residual
+    tokenizer.codec.decoder.channels_last_inference = False
 
 
 def limit_data_segment(fraction):
@@ -342,8 +358,6 @@ class CodecWorker:
         self.clip = settings["clip"]
         # The reference's way: a batch is a loop of single utterances.
         self.sequential = not settings["ssl_truncate"]
-        if self.sequential:
-            use_reference_snake()
         start = time.perf_counter()
         self.tok = BiCodecTokenizer.from_release(
             settings["folder"],
@@ -351,6 +365,8 @@ class CodecWorker:
             fold_weight_norm=True,
             ssl_truncate=settings["ssl_truncate"],
         )
+        if self.sequential:
+            use_reference_decoder_arithmetic(self.tok)
         self.info = {
             "ssl_truncate": settings["ssl_truncate"],
             "threads": torch.get_num_threads(),
@@ -386,19 +402,29 @@ class CodecWorker:
         """Decodes the tokens of the last :meth:`tokenize` of that batch size."""
         toks = self.tokens[size]
         if self.sequential:
-            for glob, sem, lens in toks:
-                self.tok.decode_batch(glob, sem, lens)
+            outs = [self.tok.decode_batch(glob, sem, lens) for glob, sem, lens in toks]
         else:
-            self.tok.decode_batch(*toks)
+            outs = [self.tok.decode_batch(*toks)]
+        if size == 1:
+            wavs, lens = outs[0]
+            self.wave_b1 = wavs[0, : int(lens[0])].numpy()
 
     def timed(self, step, size):
-        """Runs ``step`` (``tokenize`` or ``detokenize``) once; wall and CPU seconds."""
+        """Runs ``step`` (``tokenize`` or ``detokenize``) once; wall and CPU seconds.
+
+        The peak RSS of the run is folded into the ``<step>_b<size>`` phase (the
+        kernel's counter is reset before the run where that is allowed).
+        """
         fn = {"tokenize": self.tokenize, "detokenize": self.detokenize}[step]
+        read_peak_rss_mib(reset=True)
         sync(self.device)
         wall, cpu = time.perf_counter(), time.process_time()
         fn(size)
         sync(self.device)
-        return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+        out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+        phase = f"{step}_b{size}"
+        self.peaks[phase] = max(self.peaks.get(phase, 0.0), read_peak_rss_mib()[0])
+        return out
 
     def token_items(self, size):
         """Tokens of each item of the batch of ``size``: [(global list, semantic list)]."""
@@ -442,8 +468,8 @@ class CodecWorker:
 def worker_main(conn, settings):
     """Entry point of a worker process: loads a configuration, then serves requests.
 
-    Requests are dicts with an ``op``: ``time`` (``step``, ``batch``), ``peak``
-    (``phase``: read and reset the peak RSS), ``tokens`` (``batch``), ``long``
+    Requests are dicts with an ``op``: ``time`` (``step``, ``batch``), ``tokens``
+    (``batch``), ``wave`` (the last B=1 decoded waveform), ``long``
     (``minutes``) and ``finish``. Each gets ``{"ok": result}`` or ``{"error": text}``.
 
     Arguments
@@ -464,10 +490,10 @@ def worker_main(conn, settings):
         try:
             if msg["op"] == "time":
                 reply = worker.timed(msg["step"], msg["batch"])
-            elif msg["op"] == "peak":
-                reply = worker.peaks[msg["phase"]] = read_peak_rss_mib(reset=True)[0]
             elif msg["op"] == "tokens":
                 reply = worker.token_items(msg["batch"])
+            elif msg["op"] == "wave":
+                reply = worker.wave_b1
             elif msg["op"] == "long":
                 reply = worker.long(msg["minutes"])
             elif msg["op"] == "finish":
@@ -536,7 +562,13 @@ class WorkerHandle:
 
 
 def measure(handles, args, results):
-    """Interleaved timing of the loaded configurations, phase by phase.
+    """Interleaved timing of the loaded configurations.
+
+    For each step (tokenize, then detokenize) every configuration gets one B=1
+    warm-up; then rounds run every batch size in turn (B=1, B=8, B=1, B=8, ...)
+    and, within each, every configuration (in alternating order). So a drift
+    of machine speed hits the configurations and the batch sizes alike, and
+    the B=N / B=1 ratios compare runs made side by side.
 
     Arguments
     ---------
@@ -544,7 +576,7 @@ def measure(handles, args, results):
         Name -> :class:`WorkerHandle`.
     args : argparse.Namespace
         ``seconds``, ``batch_sizes`` (1 first), ``repeats`` (timed B=1 runs, after one
-        warm-up each) and ``batch_repeats`` (timed B>1 runs, no warm-up).
+        warm-up) and ``batch_repeats`` (timed B>1 runs).
     results : dict
         Name -> dict, filled in (``"b<B>"`` entries, or ``"error"``).
     """
@@ -558,35 +590,40 @@ def measure(handles, args, results):
             del active[name]
             return None
 
-    for size in args.batch_sizes:
-        lengths = batch_lengths(args.seconds, size)
-        warmup, reps = (1, args.repeats) if size == 1 else (0, args.batch_repeats)
-        for step in ("tokenize", "detokenize"):
-            runs = {name: [] for name in active}
-            for name in list(active):
-                for _ in range(warmup):
-                    call(name, {"op": "time", "step": step, "batch": size})
-            for rep in range(reps):
-                order = list(active) if rep % 2 == 0 else list(active)[::-1]
+    def wanted(size):
+        return args.repeats if size == 1 else args.batch_repeats
+
+    for step in ("tokenize", "detokenize"):
+        runs = {(name, size): [] for name in active for size in args.batch_sizes}
+        for name in list(active):
+            call(name, {"op": "time", "step": step, "batch": 1})
+        for rnd in range(max(wanted(size) for size in args.batch_sizes)):
+            for size in args.batch_sizes:
+                if rnd >= wanted(size):
+                    continue
+                order = list(active) if rnd % 2 == 0 else list(active)[::-1]
                 for name in order:
                     if name in active:
                         run = call(name, {"op": "time", "step": step, "batch": size})
                         if run is not None:
-                            runs[name].append(run)
-            for name in list(active):
-                call(name, {"op": "peak", "phase": f"{step}_b{size}"})
+                            runs[(name, size)].append(run)
+        for size in args.batch_sizes:
+            lengths = batch_lengths(args.seconds, size)
+            audio_s = sum(lengths) / SAMPLE_RATE
             for name in active:
-                audio_s = sum(lengths) / SAMPLE_RATE
-                wall = statistics.median(r["wall_s"] for r in runs[name])
+                done = runs[(name, size)]
+                if not done:
+                    continue
+                wall = statistics.median(r["wall_s"] for r in done)
                 entry = results[name].setdefault(
                     f"b{size}", {"lengths_s": [n / SAMPLE_RATE for n in lengths]}
                 )
                 entry["audio_s"] = audio_s
                 entry[f"{step}_s"] = wall
-                entry[f"{step}_cpu_s"] = statistics.median(r["cpu_s"] for r in runs[name])
-                entry[f"{step}_runs_s"] = [r["wall_s"] for r in runs[name]]
+                entry[f"{step}_cpu_s"] = statistics.median(r["cpu_s"] for r in done)
+                entry[f"{step}_runs_s"] = [r["wall_s"] for r in done]
                 entry[f"{step}_audio_s_per_s"] = audio_s / wall
-            print(f"  {step} B={size}: done", flush=True)
+        print(f"  {step}: done", flush=True)
 
 
 def compare_tokens(tokens):
@@ -815,19 +852,25 @@ def main(argv=None):
             except WorkerFailed as err:
                 results[name]["error"] = str(err)
         measure(handles, args, results)
-        tokens = {}
+        tokens, waves = {}, {}
         for name, handle in handles.items():
             if "error" not in results[name]:
                 try:
                     tokens[name] = {
                         b: handle.call({"op": "tokens", "batch": b}) for b in args.batch_sizes
                     }
+                    waves[name] = handle.call({"op": "wave"})
                 except WorkerFailed as err:
                     results[name]["error"] = str(err)
             final = handle.close()
             if final is not None:
                 results[name].update(final)
         check = compare_tokens(tokens) if len(tokens) == len(CONFIGS) else None
+        wave_diff = None
+        if len(waves) == len(CONFIGS) and check is not None and check["identical"]:
+            base_wave, ours_wave = waves["baseline"], waves["ours"]
+            if base_wave.shape == ours_wave.shape:
+                wave_diff = float(abs(base_wave - ours_wave).max())
         long = None
         if args.long_minutes > 0 and not args.skip_long:
             print(f"tokenizing {args.long_minutes:g} min with ours ...", flush=True)
@@ -856,6 +899,11 @@ def main(argv=None):
             )
         else:
             print("identical tokens: not checked (a worker failed)")
+        if wave_diff is not None:
+            print(
+                f"decoded waveform, B=1: max abs difference ours - baseline {wave_diff:.2e} "
+                "(parity tolerance 1e-4)"
+            )
         if long is not None:
             outcome = (
                 f"failed ({long['error']})"
@@ -878,6 +926,7 @@ def main(argv=None):
                 "results": results,
                 "ratios": ratio,
                 "tokens": check,
+                "waveform_max_abs_diff_b1": wave_diff,
                 "long": long,
             }
             with open(args.json, "w", encoding="utf-8") as fout:

@@ -209,7 +209,9 @@ class BiCodecBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             # The raw module: D's parameters are frozen for this pass, so its
             # DDP wrapper must not expect a gradient reduction.
-            discriminator = getattr(self.modules.discriminator, "module", self.modules.discriminator)
+            discriminator = getattr(
+                self.modules.discriminator, "module", self.modules.discriminator
+            )
             outputs = discriminator(torch.cat([target, out.recons]))
             batch = target.shape[0]
             real_out = [[m[:batch].detach() for m in maps] for maps in outputs]
@@ -229,7 +231,9 @@ class BiCodecBrain(sb.Brain):
         """Backward, unscale, clip, step (skipped for non-finite loss). Returns grad norm."""
         if not torch.isfinite(loss):
             self.skipped_steps[name] += 1
-            logger.warning("non-finite %s loss at step %d: update skipped", name, self.optimizer_step)
+            logger.warning(
+                "non-finite %s loss at step %d: update skipped", name, self.optimizer_step
+            )
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             return float("nan")
@@ -339,9 +343,7 @@ class BiCodecBrain(sb.Brain):
             self._samples_written = 0
             last = getattr(self, "_last_sample_step", -1)
             interval = self.hparams.sample_interval
-            self._write_samples_now = (
-                last < 0 or self.optimizer_step // interval > last // interval
-            )
+            self._write_samples_now = last < 0 or self.optimizer_step // interval > last // interval
             if self._write_samples_now:
                 self._last_sample_step = self.optimizer_step
 

@@ -346,9 +346,7 @@ def train_example(
     }
 
 
-def valid_example(
-    wav, sample_rate, hop_length, ref_segment_duration=6.0, max_valid_duration=12.0
-):
+def valid_example(wav, sample_rate, hop_length, ref_segment_duration=6.0, max_valid_duration=12.0):
     """Builds one validation example: the utterance from 0, no randomness.
 
     Length is min(whole seconds, ``max_valid_duration``) rounded down to the
@@ -460,9 +458,7 @@ def valid_pipeline(
     @provides(*ITEM_KEYS)
     def pipeline(wav_path):
         wav = load_utterance(wav_path, sample_rate, hop_length, highpass_cutoff)
-        item = valid_example(
-            wav, sample_rate, hop_length, ref_segment_duration, max_valid_duration
-        )
+        item = valid_example(wav, sample_rate, hop_length, ref_segment_duration, max_valid_duration)
         return tuple(item[key] for key in ITEM_KEYS)
 
     return pipeline

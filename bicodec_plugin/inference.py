@@ -4,6 +4,7 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import logging
 import os
 import re
 
@@ -24,6 +25,7 @@ GLOBAL_TOKEN = "<|bicodec_global_{}|>"
 SEMANTIC_TOKEN = "<|bicodec_semantic_{}|>"
 _GLOBAL_RE = re.compile(r"<\|bicodec_global_(\d+)\|>")
 _SEMANTIC_RE = re.compile(r"<\|bicodec_semantic_(\d+)\|>")
+logger = logging.getLogger(__name__)
 
 
 class BiCodecTokenizer(Pretrained):
@@ -50,6 +52,19 @@ class BiCodecTokenizer(Pretrained):
 
     MODULES_NEEDED = ["codec"]
     HPARAMS_NEEDED = ["volume_normalize"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.precision in ("bf16", "fp16") and not has_native_half(
+            self.device_type, self.precision
+        ):
+            logger.warning(
+                "%s autocast was requested but this %s has no native %s support: it is "
+                "emulated and many times slower than fp32",
+                self.precision,
+                self.device_type,
+                self.precision,
+            )
 
     @classmethod
     def from_release(cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True):
@@ -302,9 +317,7 @@ class BiCodecTokenizer(Pretrained):
                 size = self.micro_batch or len(same)
                 for start in range(0, len(same), size):
                     rows = same[start : start + size]
-                    wav = self.codec.detokenize(
-                        global_tokens[rows], semantic_tokens[rows, :length]
-                    )
+                    wav = self.codec.detokenize(global_tokens[rows], semantic_tokens[rows, :length])
                     out[rows, : wav.shape[-1]] = wav.squeeze(1).float()
         return out, semantic_lens * self.hop_length
 
@@ -334,6 +347,27 @@ class BiCodecTokenizer(Pretrained):
         _, semantic = self.encode_file(content_path)
         speaker, _ = self.encode_file(speaker_path)
         return self.decode(speaker, semantic)
+
+
+def has_native_half(device_type, precision="bf16"):
+    """Whether ``device_type`` runs ``precision`` (``"bf16"``/``"fp16"``) natively.
+
+    On CPU this is oneDNN's own test (AVX512-BF16/AMX or AVX512-FP16 class
+    hardware); without it, autocast emulates the half type and is slower
+    than float32.
+
+    Example
+    -------
+    >>> isinstance(has_native_half("cpu"), bool)
+    True
+    """
+    if device_type == "cpu":
+        if precision == "bf16":
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    if device_type == "cuda" and precision == "bf16":
+        return bool(torch.cuda.is_bf16_supported())
+    return True
 
 
 def tokens_to_llm_string(global_tokens, semantic_tokens=None):

@@ -66,8 +66,7 @@ def _require(module, metric):
         return __import__(module)
     except ImportError as err:
         raise ImportError(
-            f"{metric} needs the optional package '{module}': "
-            "install it with `pip install .[eval]`"
+            f"{metric} needs the optional package '{module}': install it with `pip install .[eval]`"
         ) from err
 
 
@@ -249,9 +248,7 @@ def _mel_transform(sample_rate, n_fft, hop_length, n_mels):
     )
 
 
-def mel_distance(
-    ref, est, sample_rate, n_mels=80, n_fft=1024, hop_length=256, clamp_min=1e-5
-):
+def mel_distance(ref, est, sample_rate, n_mels=80, n_fft=1024, hop_length=256, clamp_min=1e-5):
     """Mean absolute difference of log10 mel spectrograms.
 
     The settings follow the HiFi-GAN/Vocos mel (80 bands, 1024-point Hann
@@ -408,8 +405,7 @@ def codebook_usage(token_ids, codebook_size):
         raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
     if ids.min() < 0 or ids.max() >= codebook_size:
         raise ValueError(
-            f"token ids must lie in [0, {codebook_size}), "
-            f"got [{ids.min()}, {ids.max()}]"
+            f"token ids must lie in [0, {codebook_size}), got [{ids.min()}, {ids.max()}]"
         )
     counts = np.bincount(ids, minlength=codebook_size)
     probs = counts[counts > 0] / ids.size

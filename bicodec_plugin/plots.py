@@ -42,7 +42,10 @@ def save_spectrogram_comparison(reference, reconstruction, sample_rate, path):
         db = 20 * torch.log10(spec.clamp(min=1e-5))
         seconds = signal.shape[-1] / sample_rate
         ax.imshow(
-            db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=float(db.max()) - 80,
             extent=(0, seconds, 0, sample_rate / 2000),
         )
         ax.set_title(title)

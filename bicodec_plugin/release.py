@@ -125,15 +125,31 @@ def tiny_config():
     32
     """
     cfg = released_config()
-    cfg["encoder"].update(input_channels=64, vocos_dim=32, vocos_intermediate_dim=64,
-                          vocos_num_layers=2, out_channels=32)
+    cfg["encoder"].update(
+        input_channels=64,
+        vocos_dim=32,
+        vocos_intermediate_dim=64,
+        vocos_num_layers=2,
+        out_channels=32,
+    )
     cfg["decoder"].update(input_channel=32, channels=64)
     cfg["quantizer"].update(input_dim=32, codebook_size=64, codebook_loss_weight=4.0)
     cfg["speaker_encoder"].update(out_dim=32, latent_dim=16)
-    cfg["prenet"].update(input_channels=32, vocos_dim=32, vocos_intermediate_dim=64,
-                         vocos_num_layers=2, out_channels=32, condition_dim=32)
-    cfg["postnet"].update(input_channels=32, vocos_dim=32, vocos_intermediate_dim=64,
-                          vocos_num_layers=1, out_channels=64)
+    cfg["prenet"].update(
+        input_channels=32,
+        vocos_dim=32,
+        vocos_intermediate_dim=64,
+        vocos_num_layers=2,
+        out_channels=32,
+        condition_dim=32,
+    )
+    cfg["postnet"].update(
+        input_channels=32,
+        vocos_dim=32,
+        vocos_intermediate_dim=64,
+        vocos_num_layers=1,
+        out_channels=64,
+    )
     return cfg
 
 
@@ -350,11 +366,11 @@ def load_release_weights(model, path):
     except ReleaseLoadError as err:
         raise ReleaseLoadError(f"{path}: {err}") from None
     result = model.load_state_dict(converted, strict=False)
-    leftover = [k for k in result.missing_keys if k not in OPTIONAL_KEYS and not k.startswith("ssl.")]
+    leftover = [
+        k for k in result.missing_keys if k not in OPTIONAL_KEYS and not k.startswith("ssl.")
+    ]
     if leftover or result.unexpected_keys:
-        raise ReleaseLoadError(
-            f"{path}: internal key mismatch {leftover} {result.unexpected_keys}"
-        )
+        raise ReleaseLoadError(f"{path}: internal key mismatch {leftover} {result.unexpected_keys}")
 
 
 def load_release(folder, fold=True, with_ssl=True, with_postnet=False, ssl_truncate=True):

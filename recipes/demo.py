@@ -43,24 +43,35 @@ def main(argv=None):
     out = os.path.abspath(args.output)
 
     corpus = build_demo_corpus(os.path.join(out, "corpus"), args.utterances, sample_rate=16000)
-    print(f"corpus: {corpus['num_train']} train / {corpus['num_valid']} valid utterances, "
-          f"{corpus['total_duration']:.0f} s of speech")
+    print(
+        f"corpus: {corpus['num_train']} train / {corpus['num_valid']} valid utterances, "
+        f"{corpus['total_duration']:.0f} s of speech"
+    )
     ssl_dir = make_tiny_wav2vec2(os.path.join(out, "wav2vec2"))
 
     import train  # recipes/train.py
 
     run = os.path.join(out, "run")
-    train.main([
-        os.path.join(REPO, "hparams", "bicodec_tiny.yaml"),
-        "--ssl_source", ssl_dir,
-        "--train_manifest", corpus["train_manifest"],
-        "--valid_manifest", corpus["valid_manifest"],
-        "--output_folder", run,
-        "--max_steps", str(args.steps),
-        "--steps_per_epoch", str(max(args.steps // 3, 1)),
-        "--device", args.device,
-        "--noprogressbar",
-    ])
+    train.main(
+        [
+            os.path.join(REPO, "hparams", "bicodec_tiny.yaml"),
+            "--ssl_source",
+            ssl_dir,
+            "--train_manifest",
+            corpus["train_manifest"],
+            "--valid_manifest",
+            corpus["valid_manifest"],
+            "--output_folder",
+            run,
+            "--max_steps",
+            str(args.steps),
+            "--steps_per_epoch",
+            str(max(args.steps // 3, 1)),
+            "--device",
+            args.device,
+            "--noprogressbar",
+        ]
+    )
 
     import soundfile
 
@@ -80,7 +91,9 @@ def main(argv=None):
     reference = read_audio_file(clip, tokenizer.sample_rate)[: wav.shape[0]]
     results = os.path.join(out, "resynthesis")
     os.makedirs(results, exist_ok=True)
-    soundfile.write(os.path.join(results, "reference.wav"), reference.numpy(), tokenizer.sample_rate)
+    soundfile.write(
+        os.path.join(results, "reference.wav"), reference.numpy(), tokenizer.sample_rate
+    )
     soundfile.write(os.path.join(results, "resynthesis.wav"), wav.numpy(), tokenizer.sample_rate)
     save_spectrogram_comparison(
         reference, wav, tokenizer.sample_rate, os.path.join(results, "spectrogram.png")
@@ -90,8 +103,10 @@ def main(argv=None):
     print(f"global tokens {tuple(global_tokens.shape)}: {global_tokens[0, :8].tolist()} ...")
     print(f"semantic tokens {tuple(semantic_tokens.shape)}: {semantic_tokens[0, :12].tolist()} ...")
     print("metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    print(f"wrote {results}/reference.wav, resynthesis.wav, spectrogram.png; "
-          f"training log {run}/train_log.txt; samples {run}/samples")
+    print(
+        f"wrote {results}/reference.wav, resynthesis.wav, spectrogram.png; "
+        f"training log {run}/train_log.txt; samples {run}/samples"
+    )
     return torch.tensor(0)
 
 

@@ -226,9 +226,7 @@ def _split(indices, valid_count, valid_fraction, seed):
         if valid_fraction > 0 and total > 1:
             valid_count = min(max(valid_count, 1), total - 1)
     if not 0 <= valid_count < total:
-        raise ValueError(
-            f"valid_count {valid_count} must leave training files (found {total})"
-        )
+        raise ValueError(f"valid_count {valid_count} must leave training files (found {total})")
     order = list(indices)
     random.Random(seed).shuffle(order)
     return set(order[:valid_count])
@@ -261,9 +259,7 @@ def main(argv=None):
         default=list(AUDIO_EXTENSIONS),
         help="audio extensions to keep (default: wav flac ogg)",
     )
-    parser.add_argument(
-        "--no-text", action="store_true", help="do not look for transcripts"
-    )
+    parser.add_argument("--no-text", action="store_true", help="do not look for transcripts")
     parser.add_argument("--seed", type=int, default=1234, help="split seed (default: 1234)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")

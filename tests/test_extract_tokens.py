@@ -129,7 +129,10 @@ def test_golden_tokens(resumed, tiny_tokenizer):
 def test_resume_redoes_nothing(resumed):
     """After the interruption the rerun stores only the missing clips, each once."""
     first = resumed["first_chunks"]
-    assert sorted(line["index"] for line in resumed["first_index"]) == ["LJ050-0131", "prompt_audio"]
+    assert sorted(line["index"] for line in resumed["first_index"]) == [
+        "LJ050-0131",
+        "prompt_audio",
+    ]
     assert len(first) == 2
     now = chunk_stats(resumed["out"])
     assert {name: now[name] for name in first} == first  # same files, not rewritten
@@ -201,8 +204,20 @@ def test_bad_manifest_writes_nothing(tiny_tokenizer, tmp_path):
         extract_tokens.extract(tiny_tokenizer, str(manifest), str(out), env=NO_ENV)
     assert not out.exists()
     with pytest.raises(SystemExit):
-        extract_tokens.parse_args(["--manifest", "m", "--output", "o", "--release", "r",
-                                   "--num-shards", "2", "--shard-id", "2"])
+        extract_tokens.parse_args(
+            [
+                "--manifest",
+                "m",
+                "--output",
+                "o",
+                "--release",
+                "r",
+                "--num-shards",
+                "2",
+                "--shard-id",
+                "2",
+            ]
+        )
 
 
 def test_two_shards_equal_one_run(resumed, tiny_tokenizer, tmp_path):
@@ -252,8 +267,9 @@ def test_store_is_lazy_and_feeds_speechbrain(resumed):
     ds = store.dataset(output_keys=["id", "duration", "semantic_tokens"])
     assert len(ds) == 4 and set(ds[0]) == {"id", "duration", "semantic_tokens"}
     clone = pickle.loads(pickle.dumps(store))
-    assert clone.open_chunks == [] and torch.equal(clone.global_tokens("spk1_snt1"),
-                                                   store.global_tokens("spk1_snt1"))
+    assert clone.open_chunks == [] and torch.equal(
+        clone.global_tokens("spk1_snt1"), store.global_tokens("spk1_snt1")
+    )
 
 
 def test_cli_resumes_and_prints_summary(resumed, tiny_tokenizer, tmp_path, monkeypatch, capsys):
@@ -287,7 +303,9 @@ def test_write_embeddings(tiny_tokenizer, tmp_path):
 def test_writer_checks(tmp_path):
     """int16 range, duplicates, a truncated index line, and meta of another model."""
     folder = str(tmp_path)
-    writer = TokenWriter(folder, rank=3, chunk_size=10, meta={"format_version": 1, "sample_rate": 16000})
+    writer = TokenWriter(
+        folder, rank=3, chunk_size=10, meta={"format_version": 1, "sample_rate": 16000}
+    )
     with pytest.raises(ValueError, match="int16"):
         writer.add("a", torch.zeros(32, dtype=torch.long), torch.tensor([40000]))
     with pytest.raises(TypeError, match="integers"):

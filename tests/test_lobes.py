@@ -7,7 +7,12 @@ from bicodec_plugin.lobes.convnext import AdaLayerNorm, SamplingBlock, VocosBack
 from bicodec_plugin.lobes.decoder import FeatureDecoder, WaveGenerator
 from bicodec_plugin.lobes.encoder import SemanticEncoder
 from bicodec_plugin.lobes.frontends import LinearMelSpectrogram, normalize_per_utterance
-from bicodec_plugin.lobes.layers import fold_weight_norm, wn_conv1d, wn_conv_transpose1d
+from bicodec_plugin.lobes.layers import (
+    Snake1d,
+    fold_weight_norm,
+    wn_conv1d,
+    wn_conv_transpose1d,
+)
 from bicodec_plugin.lobes.quantizers import FSQ, FactorizedVectorQuantize, ResidualFSQ
 from bicodec_plugin.lobes.speaker import ECAPATDNN, PerceiverResampler, SpeakerEncoder
 
@@ -91,9 +96,10 @@ def test_vq_tokens_are_cosine_nearest_and_stats():
     vq = FactorizedVectorQuantize(8, 16, 8, 0.25)  # no projection: dim == codebook_dim
     z = torch.randn(1, 8, 50)
     out = vq.train()(z)
-    cos = torch.nn.functional.normalize(z[0].t(), dim=1) @ torch.nn.functional.normalize(
-        vq.codebook.weight, dim=1
-    ).t()
+    cos = (
+        torch.nn.functional.normalize(z[0].t(), dim=1)
+        @ torch.nn.functional.normalize(vq.codebook.weight, dim=1).t()
+    )
     assert torch.equal(out.indices[0], cos.argmax(1))
     counts = torch.bincount(out.indices.flatten(), minlength=16).float()
     assert torch.allclose(vq.cluster_size, 0.01 * counts)
@@ -149,6 +155,43 @@ def test_wave_generator_fold_and_length():
         WaveGenerator(16, 32, [3], [6])
 
 
+def test_wave_generator_channels_last_inference_equals_1d():
+    """The channels-last 2-D inference path gives the 1-D path's waveform (batch of 3)."""
+    torch.manual_seed(0)
+    gen = WaveGenerator(16, 32, [8, 5, 4, 2], [16, 11, 8, 4])
+    for module in gen.modules():
+        if isinstance(module, Snake1d):  # non-trivial alphas
+            module.alpha.data.uniform_(0.3, 2.0)
+    fold_weight_norm(gen)
+    x = torch.randn(3, 16, 13)
+    with torch.inference_mode():
+        gen.channels_last_inference = False
+        plain = gen(x)
+        gen.channels_last_inference = True
+        fast = gen(x)
+    assert fast.shape == plain.shape == (3, 1, 13 * 320)
+    assert fast.is_contiguous()
+    assert float((fast - plain).abs().max()) < 1e-5
+    # With gradients the 1-D path runs (training is unchanged).
+    y = gen(x)
+    assert torch.equal(y, plain) and y.requires_grad
+
+
+def test_layers_reject_bad_2d_view():
+    """The 2-D view must be (B, C, 1, T); other padding modes are refused."""
+    conv = wn_conv1d(4, 4, 3, padding=1)
+    with pytest.raises(ValueError, match=r"\(B, C, 1, T\)"):
+        conv(torch.randn(1, 4, 2, 8))
+    reflect = wn_conv1d(4, 4, 3, padding=1, padding_mode="reflect")
+    with pytest.raises(ValueError, match="zero padding"):
+        reflect(torch.randn(1, 4, 1, 8))
+    snake = Snake1d(4)
+    x = torch.randn(2, 4, 9)
+    view = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(snake(view).squeeze(2), snake(x), atol=1e-6)
+
+
 def test_sampling_block_is_three_x():
     """Ratio-1 sampling block: no parameters, 3 * x."""
     block = SamplingBlock(8)
@@ -161,9 +204,10 @@ def test_adaln_is_pure_scale_and_shift():
     """AdaLN output is LN(x) * scale(c) + shift(c), no '1 +'."""
     norm = AdaLayerNorm(3, 4)
     x, c = torch.randn(2, 5, 4), torch.randn(2, 3)
-    expected = torch.nn.functional.layer_norm(x, (4,), eps=1e-6) * norm.scale(c)[:, None] + norm.shift(
-        c
-    )[:, None]
+    expected = (
+        torch.nn.functional.layer_norm(x, (4,), eps=1e-6) * norm.scale(c)[:, None]
+        + norm.shift(c)[:, None]
+    )
     assert torch.allclose(norm(x, c), expected)
 
 

@@ -4,7 +4,6 @@ Authors
  * BiCodec plugin authors 2026
 """
 
-
 import pytest
 import torch
 from torch.nn import functional as F

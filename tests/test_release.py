@@ -149,7 +149,9 @@ def test_roundtrip_save_release(reference_dir, tmp_path):
 
     model, config = load_release(TINY_RELEASE, fold=False, with_ssl=False, with_postnet=True)
     out = str(tmp_path / "saved")
-    save_release(model, out, config, ssl_source=os.path.join(TINY_RELEASE, "wav2vec2-large-xlsr-53"))
+    save_release(
+        model, out, config, ssl_source=os.path.join(TINY_RELEASE, "wav2vec2-large-xlsr-53")
+    )
     assert read_release_config(out) == read_release_config(TINY_RELEASE)
     assert set(load_file(os.path.join(out, WEIGHTS))) == set(
         load_file(os.path.join(TINY_RELEASE, WEIGHTS))

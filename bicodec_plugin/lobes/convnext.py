@@ -235,8 +235,13 @@ class SamplingBlock(nn.Module):
             self.de_conv_upsample = nn.Sequential(
                 nn.LeakyReLU(0.2),
                 nn.ConvTranspose1d(
-                    dim, dim, 2 * r, stride=r, padding=r // 2 + r % 2,
-                    output_padding=r % 2, groups=dim,
+                    dim,
+                    dim,
+                    2 * r,
+                    stride=r,
+                    padding=r // 2 + r % 2,
+                    output_padding=r % 2,
+                    groups=dim,
                 ),
             )
         if downsample_scale > 1:

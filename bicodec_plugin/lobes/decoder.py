@@ -144,7 +144,9 @@ class ResidualUnit(nn.Module):
         trim = (x.shape[-1] - y.shape[-1]) // 2
         if trim > 0:
             x = x[..., trim:-trim]
-        return x + y
+        if torch.is_grad_enabled():
+            return x + y
+        return y.add_(x)  # inference: y is a fresh buffer, skip one allocation
 
 
 class DecoderBlock(nn.Module):
@@ -204,13 +206,28 @@ class WaveGenerator(nn.Module):
     d_out : int
         Output channels.
 
+    Attributes
+    ----------
+    channels_last_inference : bool
+        Without gradients on CPU, run the network on the channels-last 2-D
+        view of the signal (see :mod:`bicodec_plugin.lobes.layers`): same
+        weights, outputs within float32 rounding, and faster with oneDNN
+        (``benchmarks/bench_codec.py``). ``False`` keeps the 1-D layout.
+
     Example
     -------
     >>> gen = WaveGenerator(8, 16, [4, 2], [8, 4])
-    >>> gen(torch.randn(2, 8, 10)).shape
+    >>> x = torch.randn(2, 8, 10)
+    >>> gen(x).shape
     torch.Size([2, 1, 80])
     >>> gen.hop_length
     8
+    >>> with torch.no_grad():
+    ...     fast = gen(x)
+    ...     gen.channels_last_inference = False
+    ...     plain = gen(x)
+    >>> torch.allclose(fast, plain, atol=1e-5)
+    True
     """
 
     def __init__(
@@ -226,15 +243,11 @@ class WaveGenerator(nn.Module):
             raise ValueError("rates and kernel_sizes must have the same length")
         for kernel, stride in zip(kernel_sizes, rates):
             if (kernel - stride) % 2:
-                raise ValueError(
-                    f"kernel {kernel} and stride {stride} do not upsample exactly"
-                )
+                raise ValueError(f"kernel {kernel} and stride {stride} do not upsample exactly")
         self.hop_length = math.prod(rates)
         layers = [wn_conv1d(input_channel, channels, kernel_size=7, padding=3)]
         for i, (kernel, stride) in enumerate(zip(kernel_sizes, rates)):
-            layers.append(
-                DecoderBlock(channels // 2**i, channels // 2 ** (i + 1), kernel, stride)
-            )
+            layers.append(DecoderBlock(channels // 2**i, channels // 2 ** (i + 1), kernel, stride))
         out_dim = channels // 2 ** len(rates)
         layers += [
             Snake1d(out_dim),
@@ -242,6 +255,7 @@ class WaveGenerator(nn.Module):
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
+        self.channels_last_inference = True
         self._init_weights()
 
     def _init_weights(self):
@@ -267,4 +281,7 @@ class WaveGenerator(nn.Module):
         torch.Tensor
             (B, 1, T * hop_length).
         """
+        if self.channels_last_inference and x.device.type == "cpu" and not torch.is_grad_enabled():
+            view = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            return self.model(view).squeeze(2).contiguous()
         return self.model(x)

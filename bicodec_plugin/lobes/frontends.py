@@ -200,7 +200,9 @@ class Wav2Vec2LayerMix(nn.Module):
         from transformers import Wav2Vec2FeatureExtractor
 
         try:
-            return Wav2Vec2FeatureExtractor.from_pretrained(source, cache_dir=save_path).do_normalize
+            return Wav2Vec2FeatureExtractor.from_pretrained(
+                source, cache_dir=save_path
+            ).do_normalize
         except OSError:
             logger.warning(
                 "%s has no preprocessor_config.json: normalising inputs per utterance",
@@ -306,5 +308,3 @@ class Wav2Vec2LayerMix(nn.Module):
             valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
             mix = mix * valid.unsqueeze(-1)
         return mix
-
-
