@@ -192,6 +192,17 @@ def test_layers_reject_bad_2d_view():
         assert torch.allclose(snake(view).squeeze(2), snake(x), atol=1e-6)
 
 
+def test_layers_keep_unbatched_1d_input():
+    """Unbatched (C, T) input still works in the convolutions, as in torch's."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 10)
+    for layer in (wn_conv1d(4, 3, 3, padding=1), wn_conv_transpose1d(4, 3, 4, 2, padding=1)):
+        y = layer(x)
+        batched = layer(x.unsqueeze(0))[0]
+        assert y.shape == batched.shape
+        assert torch.allclose(y, batched, atol=1e-6)
+
+
 def test_sampling_block_is_three_x():
     """Ratio-1 sampling block: no parameters, 3 * x."""
     block = SamplingBlock(8)

@@ -22,7 +22,7 @@ from torch.nn.utils import parametrizations, parametrize
 
 
 def _check_2d_view(module, x):
-    if x.dim() != 4 or x.shape[2] != 1:
+    if x.shape[2] != 1:
         raise ValueError(f"expected (B, C, T) or (B, C, 1, T), got {tuple(x.shape)}")
     if module.padding_mode != "zeros" or isinstance(module.padding, str):
         raise ValueError("the 2-D view supports integer zero padding only")
@@ -42,7 +42,7 @@ class Conv1d(nn.Conv1d):
 
     def forward(self, x):
         """(B, C_in, T) -> (B, C_out, T'); (B, C_in, 1, T) -> (B, C_out, 1, T')."""
-        if x.dim() == 3:
+        if x.dim() != 4:  # the usual 1-D input, batched or not
             return super().forward(x)
         _check_2d_view(self, x)
         return F.conv2d(
@@ -70,7 +70,7 @@ class ConvTranspose1d(nn.ConvTranspose1d):
 
     def forward(self, x, output_size=None):
         """(B, C_in, T) -> (B, C_out, T'); (B, C_in, 1, T) -> (B, C_out, 1, T')."""
-        if x.dim() == 3:
+        if x.dim() != 4:  # the usual 1-D input, batched or not
             return super().forward(x, output_size)
         _check_2d_view(self, x)
         if output_size is not None:
@@ -223,7 +223,7 @@ class Snake1d(nn.Module):
         torch.Tensor
             Same shape (and memory format) as ``x``.
         """
-        alpha = self.alpha if x.dim() == 3 else self.alpha.unsqueeze(-1)
+        alpha = self.alpha.unsqueeze(-1) if x.dim() == 4 else self.alpha
         inv_alpha = (alpha + 1e-9).reciprocal()
         if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad):
             return x + inv_alpha * torch.sin(alpha * x).pow(2)
