@@ -136,7 +136,7 @@ def time_full_size(args, folder):
                 times[(name, step)].append(run(name, step))
         print(f"  {step}: done", flush=True)
     medians = {key: statistics.median(vals) for key, vals in times.items() if vals}
-    return medians, agreement(outputs["exact"], outputs["fast"]), outputs, source
+    return medians, agreement(outputs["exact"], outputs["fast"]), source
 
 
 def parse_args(argv=None):
@@ -192,7 +192,7 @@ def main(argv=None):
             print(f"\nbuilding a full-size random release in {folder} ...", flush=True)
             build_release(folder)
         print(f"\nfull size, {args.seconds:g} s clip, median of {args.repeats} interleaved runs:")
-        medians, counts, _, source = time_full_size(args, folder)
+        medians, counts, source = time_full_size(args, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = medians[("baseline", "tokenize")]

@@ -175,10 +175,36 @@ def read_audio_file(path, sample_rate, volume_norm=True):
     torch.Size([16000])
     """
     audio, sr = read_audio_array(path)
-    audio = resample(audio, sr, sample_rate)
-    if volume_norm:
-        audio = volume_normalize(audio)
+    audio = prepare_audio(audio, sr, sample_rate, volume_norm)
     return torch.from_numpy(np.ascontiguousarray(audio)).float()
+
+
+def prepare_audio(audio, sample_rate, target_rate, volume_norm=True):
+    """The reference's input processing: soxr "VHQ" resampling, then volume normalisation.
+
+    Arguments
+    ---------
+    audio : numpy.ndarray
+        (N,) float64.
+    sample_rate : int
+        Rate of ``audio``.
+    target_rate : int
+        Rate of the result.
+    volume_norm : bool
+        Whether to apply :func:`volume_normalize`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N',) float64.
+
+    Example
+    -------
+    >>> prepare_audio(0.1 * np.ones(8000), 8000, 16000).shape
+    (16000,)
+    """
+    audio = resample(audio, sample_rate, target_rate)
+    return volume_normalize(audio) if volume_norm else audio
 
 
 def check_waveform(wav, name="waveform"):

@@ -15,9 +15,9 @@ from speechbrain.inference.interfaces import Pretrained
 from bicodec_plugin.audio import (
     SSL_SAMPLE_RATE,
     check_waveform,
+    prepare_audio,
     read_audio_array,
     resample,
-    volume_normalize,
 )
 from bicodec_plugin.release import load_release
 
@@ -150,9 +150,7 @@ class BiCodecTokenizer(Pretrained):
         the reference does; the 16 kHz copy is resampled from the normalised
         model-rate signal.
         """
-        audio = resample(audio, sample_rate, self.sample_rate)
-        if normalize:
-            audio = volume_normalize(audio)
+        audio = prepare_audio(audio, sample_rate, self.sample_rate, normalize)
         model_wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
         if self.sample_rate == SSL_SAMPLE_RATE:
             return model_wav, model_wav
@@ -347,6 +345,42 @@ class BiCodecTokenizer(Pretrained):
         _, semantic = self.encode_file(content_path)
         speaker, _ = self.encode_file(speaker_path)
         return self.decode(speaker, semantic)
+
+
+def load_tokenizer(release=None, hparams=None, device="cpu"):
+    """Loads a :class:`BiCodecTokenizer` from a release folder or a training export.
+
+    Give exactly one of ``release`` and ``hparams``. Under torchrun,
+    ``device="cuda"`` means this rank's GPU (``LOCAL_RANK``).
+
+    Arguments
+    ---------
+    release : str, optional
+        Spark-TTS-style release folder (:meth:`BiCodecTokenizer.from_release`).
+    hparams : str, optional
+        Folder written by training (:meth:`BiCodecTokenizer.from_hparams`).
+    device : str
+        Device to run on.
+
+    Returns
+    -------
+    BiCodecTokenizer
+
+    Example
+    -------
+    >>> load_tokenizer()
+    Traceback (most recent call last):
+    ...
+    ValueError: give exactly one of release and hparams
+    """
+    if (release is None) == (hparams is None):
+        raise ValueError("give exactly one of release and hparams")
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun rank
+    run_opts = {"device": device}
+    if release is not None:
+        return BiCodecTokenizer.from_release(release, run_opts=run_opts)
+    return BiCodecTokenizer.from_hparams(hparams, run_opts=run_opts)
 
 
 def has_native_half(device_type, precision="bf16"):

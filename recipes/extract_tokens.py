@@ -45,6 +45,7 @@ from bicodec_plugin.audio import (
     AudioLoadError,
 )
 from bicodec_plugin.data import ManifestError, read_manifests
+from bicodec_plugin.inference import load_tokenizer
 from bicodec_plugin.tokens import TokenWriter, tokenizer_meta
 
 logger = logging.getLogger(__name__)
@@ -338,18 +339,6 @@ def _record_failure(writer, index, entry, err, summary):
 def _release_memory(tokenizer):
     if str(tokenizer.device).startswith("cuda"):
         torch.cuda.empty_cache()
-
-
-def load_tokenizer(release=None, hparams=None, device="cpu"):
-    """``BiCodecTokenizer`` from a release folder or an exported hparams folder."""
-    from bicodec_plugin.inference import BiCodecTokenizer
-
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun rank
-    run_opts = {"device": device}
-    if release is not None:
-        return BiCodecTokenizer.from_release(release, run_opts=run_opts)
-    return BiCodecTokenizer.from_hparams(hparams, run_opts=run_opts)
 
 
 def parse_args(argv=None):

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bicodec_plugin.audio import read_audio_file
 from bicodec_plugin.data import read_manifests
+from bicodec_plugin.inference import load_tokenizer
 from bicodec_plugin.metrics import METRICS, codebook_usage, compute_all, token_bitrate
 
 logger = logging.getLogger(__name__)
@@ -146,32 +147,6 @@ def check_signal_metrics(names):
                     f"metric {name} needs the optional package '{backends[name]}': "
                     "install it with `pip install .[eval]`"
                 ) from err
-
-
-def load_tokenizer(release=None, hparams=None, device="cpu"):
-    """Loads a ``BiCodecTokenizer`` from a release folder or a training export.
-
-    Arguments
-    ---------
-    release : str, optional
-        Spark-TTS-style release folder.
-    hparams : str, optional
-        Folder written by ``export_codec`` (``hyperparams.yaml``).
-    device : str
-        Device to run on.
-
-    Returns
-    -------
-    BiCodecTokenizer
-    """
-    from bicodec_plugin.inference import BiCodecTokenizer
-
-    run_opts = {"device": device}
-    if (release is None) == (hparams is None):
-        raise ValueError("give exactly one of release and hparams")
-    if release is not None:
-        return BiCodecTokenizer.from_release(release, run_opts=run_opts)
-    return BiCodecTokenizer.from_hparams(hparams, run_opts=run_opts)
 
 
 def _file_name(index):

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("BICODEC_SHARED", os.path.join(ROOT, "..", "shared"))
@@ -52,31 +51,9 @@ def clip_path(clip):
     return os.path.join(GOLDEN, "clips", f"{clip}.wav")
 
 
-def tiny_wav2vec2_config(layers=18):
-    """A small stable-layer-norm wav2vec2 config (XLS-R layout)."""
-    from transformers import Wav2Vec2Config
-
-    return Wav2Vec2Config(
-        hidden_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=128,
-        conv_dim=[32] * 7,
-        conv_bias=False,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
-
-
 @pytest.fixture(scope="session")
 def tiny_wav2vec2_dir(tmp_path_factory):
-    """A random tiny wav2vec2 saved with ``save_pretrained`` (+ preprocessor config)."""
-    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    """A random tiny wav2vec2 (18 layers) saved with ``save_pretrained`` (+ preprocessor config)."""
+    from bicodec_plugin.tiny_models import make_tiny_wav2vec2
 
-    folder = tmp_path_factory.mktemp("w2v")
-    torch.manual_seed(0)
-    Wav2Vec2Model(tiny_wav2vec2_config()).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
-    return str(folder)
+    return make_tiny_wav2vec2(str(tmp_path_factory.mktemp("w2v")), seed=0, num_layers=18)

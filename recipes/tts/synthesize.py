@@ -430,14 +430,10 @@ def main(argv=None):
     """Loads LM and codec, synthesises, writes the wav; returns the result."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from bicodec_plugin.inference import BiCodecTokenizer
+    from bicodec_plugin.inference import load_tokenizer
 
     tts = SparkTTS.from_hparams(args.hparams, device=args.device, ckpt=args.ckpt)
-    run_opts = {"device": args.device}
-    if args.release:
-        codec = BiCodecTokenizer.from_release(args.release, run_opts=run_opts)
-    else:
-        codec = BiCodecTokenizer.from_hparams(args.codec_hparams, run_opts=run_opts)
+    codec = load_tokenizer(args.release, args.codec_hparams, args.device)
     result = synthesize(
         tts,
         codec,
