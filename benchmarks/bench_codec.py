@@ -136,7 +136,7 @@ def build_release(folder, seed=0):
     """
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    from bicodec_plugin.release import build_bicodec, released_config, save_release
+    from bicodec_plugin.formats.release import build_bicodec, released_config, save_release
 
     torch.manual_seed(seed)
     config = released_config()
@@ -211,7 +211,7 @@ def load_signal(clip, num_samples):
         What the signal is made of.
     """
     if clip and os.path.isfile(clip):
-        from bicodec_plugin.audio import read_audio_file
+        from bicodec_plugin.codec.audio import read_audio_file
 
         audio = read_audio_file(clip, SAMPLE_RATE, volume_norm=False).double().numpy()
         source = f"{os.path.basename(clip)} tiled"
@@ -301,8 +301,8 @@ def use_reference_decoder_arithmetic(tokenizer):
     must pay what the reference pays: 1-D convolutions, out-of-place Snake
     and residual adds.
     """
-    from bicodec_plugin.lobes.decoder import ResidualUnit
-    from bicodec_plugin.lobes.layers import Snake1d
+    from bicodec_plugin.codec.lobes.decoder import ResidualUnit
+    from bicodec_plugin.codec.lobes.layers import Snake1d
 
     def reference_snake(self, x):
         return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)

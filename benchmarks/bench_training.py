@@ -5,7 +5,7 @@ What it measures
 For each configuration (``hparams/bicodec_tiny.yaml``, ``bicodec_16k.yaml``,
 ``bicodec_24k.yaml``) the hparams file is loaded with HyperPyYAML (the wav2vec2
 ``ssl_source`` pointed at a small random model built on the fly) and a
-:class:`~bicodec_plugin.brain.BiCodecBrain` is built from it exactly as
+:class:`~bicodec_plugin.training.brain.BiCodecBrain` is built from it exactly as
 ``recipes/train.py`` does (same modules, optimisers, schedules, gradient
 clipping, ``--precision`` autocast and GradScaler). One timed step is one call
 of the real ``BiCodecBrain.fit_batch``: generator forward, discriminator
@@ -85,7 +85,7 @@ class _RandomBatch:
 
 def _bench_brain_class():
     """``BiCodecBrain`` with the wav2vec2 front-end replaced by the batch's random features."""
-    from bicodec_plugin.brain import BiCodecBrain
+    from bicodec_plugin.training.brain import BiCodecBrain
 
     class BenchBrain(BiCodecBrain):
         def ssl_features(self, batch):
@@ -134,7 +134,7 @@ def bench_config(name, args, ssl_source, workdir):
     dict
         One table row.
     """
-    from bicodec_plugin.data import segment_length
+    from bicodec_plugin.training.data import segment_length
 
     torch.manual_seed(0)
     overrides = {}
@@ -270,7 +270,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from bicodec_plugin.tiny_models import make_tiny_wav2vec2
+    from bicodec_plugin.testing import make_tiny_wav2vec2
 
     load_before = os.getloadavg()[0]
     if load_before > 0.5 * (os.cpu_count() or 1):

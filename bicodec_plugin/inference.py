@@ -4,28 +4,28 @@ Authors
  * BiCodec plugin authors 2026
 """
 
-import logging
 import os
 import re
 
 import numpy as np
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.logger import get_logger
 
-from bicodec_plugin.audio import (
+from bicodec_plugin.codec.audio import (
     SSL_SAMPLE_RATE,
     check_waveform,
     prepare_audio,
     read_audio_array,
     resample,
 )
-from bicodec_plugin.release import load_release
+from bicodec_plugin.formats.release import load_release
 
 GLOBAL_TOKEN = "<|bicodec_global_{}|>"
 SEMANTIC_TOKEN = "<|bicodec_semantic_{}|>"
 _GLOBAL_RE = re.compile(r"<\|bicodec_global_(\d+)\|>")
 _SEMANTIC_RE = re.compile(r"<\|bicodec_semantic_(\d+)\|>")
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class BiCodecTokenizer(Pretrained):
@@ -38,7 +38,7 @@ class BiCodecTokenizer(Pretrained):
     ---------
     *args, **kwargs
         As :class:`speechbrain.inference.interfaces.Pretrained`; ``modules``
-        must hold ``codec`` (a :class:`~bicodec_plugin.model.BiCodec` with
+        must hold ``codec`` (a :class:`~bicodec_plugin.codec.model.BiCodec` with
         its wav2vec2 front-end attached).
 
     Example
@@ -100,7 +100,7 @@ class BiCodecTokenizer(Pretrained):
         Arguments
         ---------
         source : str
-            Local folder (or hub id) written by :func:`bicodec_plugin.export.export_codec`.
+            Local folder (or hub id) written by :func:`bicodec_plugin.formats.export.export_codec`.
         hparams_file : str
             Name of the hyperparams file.
         overrides : dict, optional
@@ -112,7 +112,7 @@ class BiCodecTokenizer(Pretrained):
         -------
         BiCodecTokenizer
         """
-        from bicodec_plugin.lobes.layers import fold_weight_norm
+        from bicodec_plugin.codec.lobes.layers import fold_weight_norm
 
         folder = os.path.abspath(source) if os.path.isdir(source) else source
         overrides = {"source_folder": folder, **(overrides or {})}
@@ -124,7 +124,7 @@ class BiCodecTokenizer(Pretrained):
 
     @property
     def codec(self):
-        """The underlying :class:`~bicodec_plugin.model.BiCodec`."""
+        """The underlying :class:`~bicodec_plugin.codec.model.BiCodec`."""
         return self.mods.codec
 
     @property

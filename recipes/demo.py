@@ -28,8 +28,9 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "recipes"))
 
-from bicodec_plugin.demo_corpus import build_demo_corpus  # noqa: E402
-from bicodec_plugin.tiny_models import make_tiny_wav2vec2  # noqa: E402
+from demo_corpus import build_demo_corpus  # noqa: E402
+
+from bicodec_plugin.testing import make_tiny_wav2vec2  # noqa: E402
 
 
 def main(argv=None):
@@ -75,10 +76,10 @@ def main(argv=None):
 
     import soundfile
 
-    from bicodec_plugin.audio import read_audio_file
+    from bicodec_plugin.codec.audio import read_audio_file
+    from bicodec_plugin.evaluation.metrics import compute_all
     from bicodec_plugin.inference import BiCodecTokenizer
-    from bicodec_plugin.metrics import compute_all
-    from bicodec_plugin.plots import save_spectrogram_comparison
+    from bicodec_plugin.training.plots import save_spectrogram_comparison
 
     tokenizer = BiCodecTokenizer.from_hparams(
         os.path.join(run, "export"), run_opts={"device": args.device}

@@ -1,6 +1,6 @@
 """Tokenizes the audio of JSON-Lines manifests into a BiCodec token store.
 
-The store (see :mod:`bicodec_plugin.tokens`) is what downstream recipes read:
+The store (see :mod:`bicodec_plugin.downstream.token_store`) is what downstream recipes read:
 chunked safetensors of global and semantic tokens, an index with each
 utterance's manifest fields (``text``...), ``failed.jsonl`` and ``meta.json``.
 
@@ -38,17 +38,18 @@ import time
 
 import soundfile
 import torch
+from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from bicodec_plugin.audio import (
+from bicodec_plugin.codec.audio import (
     SSL_RECEPTIVE_FIELD,
     AudioLoadError,
 )
-from bicodec_plugin.data import ManifestError, read_manifests
+from bicodec_plugin.downstream.token_store import TokenWriter, tokenizer_meta
 from bicodec_plugin.inference import load_tokenizer
-from bicodec_plugin.tokens import TokenWriter, tokenizer_meta
+from bicodec_plugin.training.data import ManifestError, read_manifests
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def shard_of(shard_id=0, num_shards=1, env=None):
@@ -225,7 +226,7 @@ def extract(
     tokenizer : BiCodecTokenizer
         The model.
     manifests : str or list of str
-        JSON-Lines manifests (see :func:`~bicodec_plugin.data.read_manifests`).
+        JSON-Lines manifests (see :func:`~bicodec_plugin.training.data.read_manifests`).
     output : str
         Store folder.
     batch_seconds : float

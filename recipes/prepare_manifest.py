@@ -27,8 +27,9 @@ import random
 import sys
 
 import soundfile
+from speechbrain.utils.logger import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 # Sibling transcript files, most specific first (LibriTTS writes both

@@ -15,9 +15,9 @@ output folder receives:
 Metrics compare the resynthesis with the reference loaded the way the
 tokenizer loads it (model rate, soxr "VHQ", the model's volume
 normalisation), cut to the output length: the codec drops up to hop - 1
-samples at the end. Signal metrics come from :mod:`bicodec_plugin.metrics`
+samples at the end. Signal metrics come from :mod:`bicodec_plugin.evaluation.metrics`
 (``si_sdr``, ``stoi``, ``pesq_nb``, ``pesq_wb``, ``mel_distance``);
-model-based ones from :mod:`bicodec_plugin.eval_models`: ``spk_sim``
+model-based ones from :mod:`bicodec_plugin.evaluation.scorers`: ``spk_sim``
 (speaker cosine), ``mos`` (gives ``mos`` of the resynthesis and ``mos_ref``
 of the reference) and ``wer`` (gives ``wer`` and ``cer`` against the
 manifest's ``text``, or against the ASR transcript of the reference).
@@ -50,12 +50,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bicodec_plugin.audio import read_audio_file
-from bicodec_plugin.data import read_manifests
-from bicodec_plugin.inference import load_tokenizer
-from bicodec_plugin.metrics import METRICS, codebook_usage, compute_all, token_bitrate
+from speechbrain.utils.logger import get_logger
 
-logger = logging.getLogger(__name__)
+from bicodec_plugin.codec.audio import read_audio_file
+from bicodec_plugin.evaluation.metrics import METRICS, codebook_usage, compute_all, token_bitrate
+from bicodec_plugin.inference import load_tokenizer
+from bicodec_plugin.training.data import read_manifests
+
+logger = get_logger(__name__)
 
 DEFAULT_METRICS = ("stoi", "pesq_nb", "pesq_wb", "si_sdr", "mel_distance")
 # Model-based metric -> the CSV columns it fills.
@@ -120,7 +122,7 @@ def load_scorers(names, device="cpu"):
     dict
         Metric name -> scorer.
     """
-    from bicodec_plugin import eval_models
+    from bicodec_plugin.evaluation import scorers as eval_models
 
     classes = {
         "spk_sim": eval_models.SpeakerSimilarity,
@@ -292,7 +294,7 @@ def resynthesize(
     Arguments
     ---------
     manifest : str or list of str
-        JSON-Lines manifests (see :func:`bicodec_plugin.data.read_manifests`).
+        JSON-Lines manifests (see :func:`bicodec_plugin.training.data.read_manifests`).
     output : str
         Output folder (created).
     tokenizer : BiCodecTokenizer

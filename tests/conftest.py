@@ -1,6 +1,7 @@
 """Shared fixtures: the reference fixtures in ../shared, tiny models built on the fly."""
 
 import os
+import sys
 
 import pytest
 
@@ -10,6 +11,8 @@ REFERENCE = os.path.join(SHARED, "reference")
 TINY_RELEASE = os.path.join(REFERENCE, "tiny_release")
 GOLDEN = os.path.join(REFERENCE, "golden")
 CLIPS = ["spk1_snt1", "spk2_snt1", "prompt_audio", "LJ050-0131"]
+# Recipe modules (recipes/ is not a package) import as top-level modules in tests.
+sys.path.insert(0, os.path.join(ROOT, "recipes"))
 
 
 def pytest_addoption(parser):
@@ -54,6 +57,6 @@ def clip_path(clip):
 @pytest.fixture(scope="session")
 def tiny_wav2vec2_dir(tmp_path_factory):
     """A random tiny wav2vec2 (18 layers) saved with ``save_pretrained`` (+ preprocessor config)."""
-    from bicodec_plugin.tiny_models import make_tiny_wav2vec2
+    from bicodec_plugin.testing import make_tiny_wav2vec2
 
     return make_tiny_wav2vec2(str(tmp_path_factory.mktemp("w2v")), seed=0, num_layers=18)

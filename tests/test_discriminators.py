@@ -7,7 +7,7 @@ Authors
 import pytest
 import torch
 
-from bicodec_plugin.lobes.discriminators import (
+from bicodec_plugin.training.discriminators import (
     BandSTFTDiscriminator,
     BiCodecDiscriminator,
     MultiBandSTFTDiscriminator,

@@ -1,4 +1,4 @@
-"""Token extraction (``recipes/extract_tokens.py``) and the token store (``bicodec_plugin.tokens``).
+"""Token extraction (``recipes/extract_tokens.py``) and the token store (``bicodec_plugin.downstream.token_store``).
 
 Model-backed tests use the tiny release in ``../shared`` and skip without it.
 To stay fast they share one extraction: the four golden clips, interrupted
@@ -21,8 +21,8 @@ import soundfile
 import torch
 from conftest import CLIPS, ROOT, clip_path, golden
 
-from bicodec_plugin.data import ManifestError, read_manifests
-from bicodec_plugin.tokens import TokenStore, TokenWriter, write_embeddings
+from bicodec_plugin.downstream.token_store import TokenStore, TokenWriter, write_embeddings
+from bicodec_plugin.training.data import ManifestError, read_manifests
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import extract_tokens  # noqa: I001  (recipes/ is not a package)

@@ -6,7 +6,7 @@ import soundfile
 import torch
 from conftest import CLIPS, clip_path, golden
 
-from bicodec_plugin.audio import AudioLoadError
+from bicodec_plugin.codec.audio import AudioLoadError
 from bicodec_plugin.inference import llm_string_to_tokens, tokens_to_llm_string
 
 
@@ -134,7 +134,7 @@ def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
 
     from hyperpyyaml import load_hyperpyyaml
 
-    from bicodec_plugin.export import export_codec
+    from bicodec_plugin.formats.export import export_codec
     from bicodec_plugin.inference import BiCodecTokenizer
 
     path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
@@ -146,7 +146,7 @@ def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
     torch.manual_seed(0)
     with torch.no_grad():  # a trained-looking usage EMA and non-trivial weights
         codec.quantizer.cluster_size.uniform_()
-    folder = export_codec(codec, hparams, str(tmp_path / "export"))
+    folder = export_codec(hparams, str(tmp_path / "export"))
     assert sorted(os.listdir(folder)) == ["codec.safetensors", "hyperparams.yaml", "wav2vec2"]
     tok = BiCodecTokenizer.from_hparams(folder, run_opts={"device": "cpu"})
     assert torch.equal(tok.codec.quantizer.cluster_size, codec.quantizer.cluster_size)

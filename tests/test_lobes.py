@@ -3,18 +3,18 @@
 import pytest
 import torch
 
-from bicodec_plugin.lobes.convnext import AdaLayerNorm, SamplingBlock, VocosBackbone
-from bicodec_plugin.lobes.decoder import FeatureDecoder, WaveGenerator
-from bicodec_plugin.lobes.encoder import SemanticEncoder
-from bicodec_plugin.lobes.frontends import LinearMelSpectrogram, normalize_per_utterance
-from bicodec_plugin.lobes.layers import (
+from bicodec_plugin.codec.lobes.convnext import AdaLayerNorm, SamplingBlock, VocosBackbone
+from bicodec_plugin.codec.lobes.decoder import FeatureDecoder, WaveGenerator
+from bicodec_plugin.codec.lobes.encoder import SemanticEncoder
+from bicodec_plugin.codec.lobes.frontends import LinearMelSpectrogram, normalize_per_utterance
+from bicodec_plugin.codec.lobes.layers import (
     Snake1d,
     fold_weight_norm,
     wn_conv1d,
     wn_conv_transpose1d,
 )
-from bicodec_plugin.lobes.quantizers import FSQ, FactorizedVectorQuantize, ResidualFSQ
-from bicodec_plugin.lobes.speaker import ECAPATDNN, PerceiverResampler, SpeakerEncoder
+from bicodec_plugin.codec.lobes.quantizers import FSQ, FactorizedVectorQuantize, ResidualFSQ
+from bicodec_plugin.codec.lobes.speaker import ECAPATDNN, PerceiverResampler, SpeakerEncoder
 
 
 def test_fsq_all_4096_codes_roundtrip():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bicodec_plugin.lobes.discriminators import BiCodecDiscriminator
-from bicodec_plugin.losses import (
+from bicodec_plugin.training.discriminators import BiCodecDiscriminator
+from bicodec_plugin.training.losses import (
     DiscriminatorAdversarialLoss,
     FeatureMatchingLoss,
     FeatureReconstructionLoss,

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 import torch
 
-from bicodec_plugin import metrics
+from bicodec_plugin.evaluation import metrics
 
 CLIPS = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "reference", "golden", "clips"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import CLIPS, TINY_RELEASE, clip_path, golden
 
-from bicodec_plugin.audio import read_audio_file, reference_clip
+from bicodec_plugin.codec.audio import read_audio_file, reference_clip
 
 
 def rel_err(a, b):
@@ -86,16 +86,12 @@ def test_wav2vec2_layers(tiny_tokenizer):
 
 def test_training_step(reference_dir):
     """One training forward/backward matches the reference's values and gradients."""
-    from bicodec_plugin.release import (
-        build_bicodec,
-        load_release_weights,
-        read_release_config,
-        to_release_key,
-    )
+    from bicodec_plugin.formats.release import build_bicodec, read_release_config
+    from bicodec_plugin.formats.weights import load_codec_weights, to_release_key
 
     ref = golden("train_step")
     codec = build_bicodec(read_release_config(TINY_RELEASE))
-    load_release_weights(codec, f"{TINY_RELEASE}/BiCodec/model.safetensors")
+    load_codec_weights(codec, f"{TINY_RELEASE}/BiCodec/model.safetensors")
     codec.train()
     out = codec(ref["in_feat"], ref["in_ref_wav"])
     for name in ("recons", "pred_feat", "x_vector", "d_vector"):

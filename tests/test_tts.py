@@ -102,7 +102,7 @@ def tts(trained, recipes):
 
 def test_training_logs_and_memorises(trained, tts):
     """Teacher-forced semantic accuracy of each training utterance > 0.9."""
-    from bicodec_plugin.tokens import TokenStore
+    from bicodec_plugin.downstream.token_store import TokenStore
 
     with open(os.path.join(trained["output"], "train_log.txt"), encoding="utf-8") as f:
         log = f.read().strip().splitlines()
@@ -132,7 +132,7 @@ def test_resume(trained, recipes):
 
 def test_synthesis_from_text_and_reference(trained, tts, tiny_tokenizer, recipes):
     """Greedy decoding of a training text with its own voice says that utterance again."""
-    from bicodec_plugin.tokens import TokenStore
+    from bicodec_plugin.downstream.token_store import TokenStore
 
     synthesize = recipes["synthesize"].synthesize
     store = TokenStore(trained["tokens"])
@@ -185,8 +185,8 @@ def test_generated_voice(tts):
 
 def test_text_missing_is_refused(recipes, tmp_path):
     """A manifest line without text: refused with its file and line."""
-    from bicodec_plugin.data import ManifestError, read_manifests
-    from bicodec_plugin.tokens import TokenWriter
+    from bicodec_plugin.downstream.token_store import TokenWriter
+    from bicodec_plugin.training.data import ManifestError, read_manifests
 
     lines = [
         {"index": "a", "wav_path": clip_path("spk1_snt1"), "text": "Hello.", "duration": 2.0},
@@ -209,7 +209,7 @@ def test_text_missing_is_refused(recipes, tmp_path):
 
 def test_dasb_round_trip(tiny_tokenizer):
     """sig_to_tokens -> tokens_to_sig: (B, hop * T), equal to BiCodecTokenizer.decode."""
-    from bicodec_plugin.dasb import BiCodecDASBTokenizer
+    from bicodec_plugin.downstream.dasb import BiCodecDASBTokenizer
 
     dasb = BiCodecDASBTokenizer(tiny_tokenizer)
     clips = ["spk1_snt1", "spk2_snt1"]
@@ -252,7 +252,7 @@ def test_dasb_round_trip(tiny_tokenizer):
 
 def test_dasb_one_codebook(tiny_tokenizer):
     """BiCodec has one semantic codebook: other counts are refused."""
-    from bicodec_plugin.dasb import BiCodecDASBTokenizer
+    from bicodec_plugin.downstream.dasb import BiCodecDASBTokenizer
 
     dasb = BiCodecDASBTokenizer(tiny_tokenizer)
     with pytest.raises(ValueError, match="one semantic codebook"):

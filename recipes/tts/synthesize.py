@@ -42,8 +42,9 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from spark_prompt import END_GLOBAL, END_SEMANTIC, START_SEMANTIC, vocab_from_hparams
+from speechbrain.utils.logger import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 @dataclass

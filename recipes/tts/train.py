@@ -27,7 +27,6 @@ Authors
 """
 
 import json
-import logging
 import os
 import sys
 
@@ -42,11 +41,12 @@ from speechbrain.utils.distributed import run_on_main
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from spark_prompt import vocab_from_hparams
+from speechbrain.utils.logger import get_logger
 
-from bicodec_plugin.data import ManifestError, read_manifests
-from bicodec_plugin.tokens import TokenStore
+from bicodec_plugin.downstream.token_store import TokenStore
+from bicodec_plugin.training.data import ManifestError, read_manifests
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class TTSBrain(sb.Brain):
@@ -174,10 +174,10 @@ def loss_mask(loss_start, lens, length):
 def read_tts_index(folder):
     """Index lines of a token store, each required to carry a ``text``.
 
-    The lines are read with :func:`bicodec_plugin.data.read_manifests` (they
+    The lines are read with :func:`bicodec_plugin.training.data.read_manifests` (they
     hold the manifest fields), so a line without text is refused naming its
     file and line. An index stored by two writers keeps its first line, as
-    :class:`~bicodec_plugin.tokens.TokenStore` does.
+    :class:`~bicodec_plugin.downstream.token_store.TokenStore` does.
 
     Arguments
     ---------

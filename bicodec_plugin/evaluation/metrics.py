@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from bicodec_plugin.audio import resample
+from bicodec_plugin.codec.audio import resample
 
 __all__ = [
     "METRICS",

@@ -7,7 +7,7 @@ Authors
 import torch  # noqa: F401 (doctest namespace)
 from torch import nn
 
-from bicodec_plugin.lobes.convnext import SamplingBlock, VocosBackbone
+from bicodec_plugin.codec.lobes.convnext import SamplingBlock, VocosBackbone
 
 
 class SemanticEncoder(nn.Module):

@@ -41,8 +41,9 @@ import time
 import numpy as np
 import soundfile
 import soxr
+from speechbrain.utils.logger import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 CORPUS_VERSION = 1
 STAMP_FILE = "corpus.json"
@@ -517,7 +518,7 @@ def _with_paths(stamp, output_dir, built):
 
 
 def main(argv=None):
-    """Command line: ``python -m bicodec_plugin.demo_corpus OUTPUT_DIR``.
+    """Command line: ``python recipes/demo_corpus.py OUTPUT_DIR``.
 
     Arguments
     ---------

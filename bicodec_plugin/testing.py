@@ -1,5 +1,9 @@
 """Small random models that the project builds itself (tests, CPU demo).
 
+``TINY_ARCH`` gives the sizes of the reference's tiny test model
+(``../shared/reference/tiny_release``), which ``hparams/bicodec_tiny.yaml``
+uses too (a test checks that all three agree).
+
 No wav2vec2 weights can be downloaded offline; a randomly initialised model
 of the XLS-R layout (stable layer norm, layer-norm conv stack, 50 Hz) still
 gives deterministic features of the audio, which is all the codec needs to
@@ -12,6 +16,48 @@ Authors
 import os
 
 import torch
+
+# Overrides of bicodec_plugin/arch/codec.yaml for the tiny test model.
+TINY_ARCH = {
+    "ssl_dim": 64,
+    "latent_dim": 32,
+    "vocos_dim": 32,
+    "vocos_intermediate_dim": 64,
+    "encoder_layers": 2,
+    "prenet_layers": 2,
+    "postnet_layers": 1,
+    "codebook_size": 64,
+    "codebook_loss_weight": 4.0,
+    "speaker_latent_dim": 16,
+    "decoder_channels": 64,
+}
+
+
+def tiny_codec(with_postnet=True, seed=None):
+    """A random tiny BiCodec (:data:`TINY_ARCH`), in train mode.
+
+    Arguments
+    ---------
+    with_postnet : bool
+        Build the postnet.
+    seed : int, optional
+        Seeds the initialisation (the global RNG is restored afterwards).
+
+    Example
+    -------
+    >>> tiny_codec(seed=0).quantizer.codebook_size
+    64
+    """
+    from bicodec_plugin.arch import build_codec
+
+    if seed is None:
+        return build_codec(TINY_ARCH, with_postnet=with_postnet)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build_codec(TINY_ARCH, with_postnet=with_postnet)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def tiny_wav2vec2_config(num_layers=16, hidden_size=64):

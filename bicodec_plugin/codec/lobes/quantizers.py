@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bicodec_plugin.lobes.layers import wn_conv1d
+from bicodec_plugin.codec.lobes.layers import wn_conv1d
 
 
 @dataclass

@@ -4,7 +4,7 @@ Each term is a small module returning a scalar; :func:`weighted_sum` combines
 them with a weight dict keyed by the same short names used for logging
 (``"mel"``, ``"adv"``, ``"fm"``, ``"vq"``, ``"spk"``, ``"feat"``). The
 adversarial terms take the discriminator output format of
-:class:`bicodec_plugin.lobes.discriminators.BiCodecDiscriminator`: one list of
+:class:`bicodec_plugin.training.discriminators.BiCodecDiscriminator`: one list of
 feature maps per sub-discriminator, logits last.
 
 Authors

@@ -14,7 +14,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from bicodec_plugin.audio import (
+from bicodec_plugin.codec.audio import (
     SSL_SAMPLE_RATE,
     check_waveform,
     reference_clip,
@@ -63,7 +63,7 @@ class BiCodec(nn.Module):
     """BiCodec: global (speaker) tokens + 50 Hz semantic tokens <-> waveform.
 
     Attribute names are those of the reference checkpoint, so
-    :mod:`bicodec_plugin.release` maps keys one to one. The wav2vec2 front-end
+    :mod:`bicodec_plugin.formats.release` maps keys one to one. The wav2vec2 front-end
     is optional (``ssl``): training keeps it outside the model (it is frozen
     and large), inference attaches it so that :meth:`tokenize` takes audio;
     its weights are never part of the codec's checkpoint.
@@ -72,13 +72,13 @@ class BiCodec(nn.Module):
     ---------
     mel_transformer : torch.nn.Module
         Linear mel front-end of the speaker branch
-        (:class:`~bicodec_plugin.lobes.frontends.LinearMelSpectrogram`).
+        (:class:`~bicodec_plugin.codec.lobes.frontends.LinearMelSpectrogram`).
     encoder : torch.nn.Module
         Semantic encoder.
     quantizer : torch.nn.Module
         Factorised VQ of the semantic branch.
     speaker_encoder : torch.nn.Module
-        Global tokenizer (:class:`~bicodec_plugin.lobes.speaker.SpeakerEncoder`).
+        Global tokenizer (:class:`~bicodec_plugin.codec.lobes.speaker.SpeakerEncoder`).
     prenet : torch.nn.Module
         Feature decoder conditioned on the d-vector.
     decoder : torch.nn.Module
@@ -86,7 +86,7 @@ class BiCodec(nn.Module):
     postnet : torch.nn.Module, optional
         Feature decoder predicting wav2vec2 features (training aid).
     ssl : torch.nn.Module, optional
-        wav2vec2 layer mix (:class:`~bicodec_plugin.lobes.frontends.Wav2Vec2LayerMix`).
+        wav2vec2 layer mix (:class:`~bicodec_plugin.codec.lobes.frontends.Wav2Vec2LayerMix`).
     sample_rate : int
         Audio rate of the model.
     ref_segment_duration : float
@@ -94,8 +94,8 @@ class BiCodec(nn.Module):
 
     Example
     -------
-    >>> from bicodec_plugin.release import build_bicodec, tiny_config
-    >>> codec = build_bicodec(tiny_config()).eval()
+    >>> from bicodec_plugin.testing import tiny_codec
+    >>> codec = tiny_codec().eval()
     >>> feats, ref = torch.randn(1, 20, 64), torch.randn(1, 96000)
     >>> glob, sem = codec.tokenize_features(feats, ref)
     >>> glob.shape, sem.shape

@@ -10,22 +10,24 @@ whose loss is not finite is skipped and counted.
 Step counting: one step = one batch (one update of each optimiser); the
 reference's Lightning counter advanced twice per batch. ``d_vector_train_start``,
 ``max_steps``, the log, validation and checkpoint intervals are in batches.
+Gradient accumulation is refused, as in the reference (two optimisers
+stepped by hand each batch).
 
 Authors
  * BiCodec plugin authors 2026
 """
 
-import logging
 import math
 import os
 
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
 
-from bicodec_plugin.losses import weighted_sum
+from bicodec_plugin.training.losses import weighted_sum
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class WarmupLinearDecay:
@@ -80,7 +82,8 @@ class BiCodecBrain(sb.Brain):
     (dict), ``opt_class_generator``, ``opt_class_discriminator``,
     ``lr_schedule``, ``d_vector_train_start``, ``log_interval``,
     ``sample_interval``, ``samples_folder``, ``train_logger`` and optionally
-    ``tensorboard_folder``. Batches come from :func:`bicodec_plugin.data.build_datasets`.
+    ``tensorboard_train_logger`` (SpeechBrain's ``TensorboardLogger``). Batches
+    come from :func:`bicodec_plugin.training.data.build_datasets`.
     """
 
     # ---------------------------------------------------------------- set-up
@@ -91,10 +94,15 @@ class BiCodecBrain(sb.Brain):
         ``CKPT.yaml`` before the parameter files, so a kill during a save can
         leave a newest checkpoint that lacks files.
         """
+        if self.grad_accumulation_factor != 1:
+            raise ValueError(
+                f"grad_accumulation_factor {self.grad_accumulation_factor}: BiCodec's GAN step "
+                "updates two optimisers on every batch and does not accumulate gradients "
+                "(nor does the reference); raise batch_size or the number of processes instead"
+            )
         self.hparams.ssl.to(self.device).eval()
         self.skipped_steps = {"generator": 0, "discriminator": 0}
         self._log_buffer = {}
-        self._tb = None
         self._compile()
         self._wrap_distributed()
         self.init_optimizers()
@@ -159,8 +167,13 @@ class BiCodecBrain(sb.Brain):
         return feats
 
     def condition(self, stage):
-        """x-vector before ``d_vector_train_start`` (training only), then d-vector."""
-        if stage == sb.Stage.TRAIN and self.optimizer_step < self.hparams.d_vector_train_start:
+        """x-vector up to and including batch ``d_vector_train_start`` (training only), then d-vector.
+
+        SparkVox conditions on the x-vector while its step counter (two per
+        batch) is at most ``d_vector_train_start``; here the counter is the
+        batch, so the recipes halve the value and keep "at most".
+        """
+        if stage == sb.Stage.TRAIN and self.optimizer_step <= self.hparams.d_vector_train_start:
             return "x_vector"
         return "d_vector"
 
@@ -228,14 +241,17 @@ class BiCodecBrain(sb.Brain):
 
     # ----------------------------------------------------------------- steps
     def _optimizer_update(self, loss, optimizer, scheduler, params, name):
-        """Backward, unscale, clip, step (skipped for non-finite loss). Returns grad norm."""
+        """Backward, unscale, clip, step and schedule. Returns the grad norm.
+
+        A non-finite loss skips the update and the schedule step (as the
+        reference does for NaN) and is counted in ``skipped_steps``.
+        """
         if not torch.isfinite(loss):
             self.skipped_steps[name] += 1
             logger.warning(
                 "non-finite %s loss at step %d: update skipped", name, self.optimizer_step
             )
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
             return float("nan")
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -306,24 +322,19 @@ class BiCodecBrain(sb.Brain):
         )
         self._tensorboard("train", stats)
 
-    def _tensorboard(self, prefix, stats):
-        folder = getattr(self.hparams, "tensorboard_folder", None)
-        if folder is None or not if_main_process():
+    def _tensorboard(self, stage, stats):
+        """Finite scalars to SpeechBrain's TensorboardLogger, when the recipe made one."""
+        tb_logger = getattr(self.hparams, "tensorboard_train_logger", None)
+        if tb_logger is None:
             return
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(folder)
-        for key, value in stats.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._tb.add_scalar(f"{prefix}/{key}", value, self.optimizer_step)
-        self._tb.flush()
+        stats = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        tb_logger.log_stats({"step": self.optimizer_step}, **{f"{stage}_stats": stats})
 
     def _write_sample(self, reference, reconstruction, utt_id):
         """Writes reference/resynthesis wavs and a spectrogram PNG (main process)."""
         if not if_main_process():
             return
-        from bicodec_plugin.plots import save_spectrogram_comparison
+        from bicodec_plugin.training.plots import save_spectrogram_comparison
 
         folder = os.path.join(self.hparams.samples_folder, f"step_{self.optimizer_step:07d}")
         os.makedirs(folder, exist_ok=True)
@@ -332,8 +343,9 @@ class BiCodecBrain(sb.Brain):
         sb.dataio.dataio.write_audio(os.path.join(folder, f"{utt_id}_ref.wav"), ref, rate)
         sb.dataio.dataio.write_audio(os.path.join(folder, f"{utt_id}_rec.wav"), rec, rate)
         save_spectrogram_comparison(ref, rec, rate, os.path.join(folder, f"{utt_id}.png"))
-        if self._tb is not None:
-            self._tb.add_audio(f"valid/{utt_id}", rec.unsqueeze(0), self.optimizer_step, rate)
+        tb_logger = getattr(self.hparams, "tensorboard_train_logger", None)
+        if tb_logger is not None:
+            tb_logger.log_audio(f"valid/{utt_id}", rec.unsqueeze(0), rate)
 
     # ---------------------------------------------------------------- stages
     def on_stage_start(self, stage, epoch=None):

@@ -28,7 +28,6 @@ import collections
 import glob
 import hashlib
 import json
-import logging
 import os
 import re
 
@@ -37,8 +36,9 @@ from safetensors import safe_open
 from safetensors.torch import save, save_file
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import GeneratorDynamicItem
+from speechbrain.utils.logger import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FORMAT_NAME = "bicodec-tokens"
 FORMAT_VERSION = 1
@@ -337,7 +337,7 @@ class TokenStore:
         ---------
         key : str
             Dataset key holding the index (``id`` when the dataset was built
-            from :func:`~bicodec_plugin.data.read_manifests`).
+            from :func:`~bicodec_plugin.training.data.read_manifests`).
         provides : tuple of str
             Names of the two outputs.
 
@@ -435,8 +435,8 @@ def write_embeddings(tokenizer, folder, filename=EMBEDDINGS_FILE):
     Example
     -------
     >>> import tempfile
-    >>> from bicodec_plugin.release import build_bicodec, tiny_config
-    >>> path = write_embeddings(build_bicodec(tiny_config()).eval(), tempfile.mkdtemp())
+    >>> from bicodec_plugin.testing import tiny_codec
+    >>> path = write_embeddings(tiny_codec().eval(), tempfile.mkdtemp())
     >>> from safetensors.torch import load_file
     >>> {k: tuple(v.shape) for k, v in sorted(load_file(path).items())}
     {'global_codes': (4096, 6), 'global_embeddings': (4096, 16), 'semantic_codebook': (64, 8), 'semantic_embeddings': (64, 32)}

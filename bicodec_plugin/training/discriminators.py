@@ -19,7 +19,7 @@ import itertools
 import torch
 from torch import nn
 
-from bicodec_plugin.lobes.layers import wn_conv2d
+from bicodec_plugin.codec.lobes.layers import wn_conv2d
 
 # Reference settings (SparkVox discriminator config).
 DEFAULT_PERIODS = (2, 3, 5, 7, 11)
@@ -170,7 +170,8 @@ class BandSTFTDiscriminator(nn.Module):
     own stack of weight-normed Conv2d + LeakyReLU layers (kernel (3, 9), three
     of them with stride (1, 2) on the frequency axis, then (3, 3)). The band
     outputs are concatenated along frequency and a (3, 3) conv gives the
-    logits. The STFT runs in float32 with autocast off.
+    logits. The STFT runs in float32 with autocast off, and on CPU the band
+    stacks too (see :meth:`forward`).
 
     Arguments
     ---------
@@ -278,6 +279,18 @@ class BandSTFTDiscriminator(nn.Module):
             (B, 1, frames, sum of the bands' final bin counts).
         """
         spec = self.spectrogram(x)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bf16 convolutions on CPUs with native bf16 mis-compute
+            # inputs narrower than the (3, 9) kernel's padded reach (the bands
+            # are 1 to 13 bins wide after the strided layers): non-finite or
+            # wrong maps. The band stacks are small, so on CPU they run in
+            # float32; GPUs keep autocast.
+            with torch.autocast(device_type="cpu", enabled=False):
+                return self._band_maps(spec.float())
+        return self._band_maps(spec)
+
+    def _band_maps(self, spec):
+        """Band stacks, concatenation and logits on a (B, 2, frames, bins) spectrogram."""
         maps = []
         band_outputs = []
         for (start, end), convs in zip(self.band_slices, self.band_convs):

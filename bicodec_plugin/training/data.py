@@ -20,7 +20,7 @@ import torchaudio
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
-from bicodec_plugin.audio import (
+from bicodec_plugin.codec.audio import (
     SSL_HOP,
     SSL_SAMPLE_RATE,
     AudioLoadError,
@@ -186,7 +186,7 @@ def check_ssl_alignment(sample_rate, hop_length, ssl_context=1.0):
         raise ValueError(f"ssl_context {ssl_context} s is not a whole number of 20 ms frames")
 
 
-def load_utterance(path, sample_rate, hop_length, highpass_cutoff=40.0):
+def load_utterance(path, sample_rate, hop_length, highpass_cutoff=40.0, volume_normalize=True):
     """Loads a file as the reference trainer does before cropping.
 
     Model-rate load with volume normalisation, length trimmed to a multiple
@@ -202,6 +202,9 @@ def load_utterance(path, sample_rate, hop_length, highpass_cutoff=40.0):
         Samples per token.
     highpass_cutoff : float or None
         Cutoff in Hz; ``None`` or 0 skips the filter.
+    volume_normalize : bool
+        Loudness normalisation (SparkVox always applies it; the recipes'
+        ``volume_normalize`` sets it for training and inference alike).
 
     Returns
     -------
@@ -221,7 +224,7 @@ def load_utterance(path, sample_rate, hop_length, highpass_cutoff=40.0):
     >>> load_utterance(path, 16000, 320).shape
     torch.Size([3840])
     """
-    wav = read_audio_file(path, sample_rate, volume_norm=True)
+    wav = read_audio_file(path, sample_rate, volume_norm=volume_normalize)
     chunk = 4 * hop_length
     usable = wav.shape[0] // chunk * chunk
     if usable == 0:
@@ -261,6 +264,14 @@ def _window(wav, begin, end):
 def _randint(high, generator):
     """A uniform integer in [0, high], from torch so that SpeechBrain seeding covers it."""
     return int(torch.randint(0, high + 1, (1,), generator=generator))
+
+
+def _random_reference(source, ref_length, generator):
+    """SparkVox's speaker clip: ``1 + ref_length // len`` copies when short, then a random crop."""
+    if source.shape[0] < ref_length:
+        source = source.repeat(ref_length // source.shape[0] + 1)
+    ref_start = _randint(source.shape[0] - ref_length, generator)
+    return source[ref_start : ref_start + ref_length]
 
 
 def train_example(
@@ -310,24 +321,22 @@ def train_example(
     num_samples = wav.shape[0]
     seg = segment_length(sample_rate, hop_length, segment_duration)
     if num_samples >= seg:
-        start = _randint((num_samples - seg) // hop_length, generator) * hop_length
-        target = wav[start : start + seg]
+        # Any sample may start the target, as in SparkVox.
+        start = _randint(num_samples - seg, generator)
     else:
+        # SparkVox pads the utterance itself: the speaker clip below tiles
+        # the padded waveform, silence gaps included.
         start = 0
-        target = torch.nn.functional.pad(wav, (0, seg - num_samples))
+        wav = torch.nn.functional.pad(wav, (0, seg - num_samples))
+        num_samples = seg
+    target = wav[start : start + seg]
 
-    ref_length = int(sample_rate * ref_segment_duration)
     source = wav
     if num_samples > 2 * seg:
         # Hide the target from the speaker branch so it cannot leak content.
         source = wav.clone()
         source[start : start + seg] = 0
-    if source.shape[0] < ref_length:
-        # floor(len_ref / len) + 1 copies: always long enough (Spark-TTS rule,
-        # not SparkVox's floor((1 + len_ref) / len), which can fall short).
-        source = source.repeat(ref_length // source.shape[0] + 1)
-    ref_start = _randint(source.shape[0] - ref_length, generator)
-    ref = source[ref_start : ref_start + ref_length]
+    ref = _random_reference(source, int(sample_rate * ref_segment_duration), generator)
 
     # Resample the whole utterance, then map the crop (C.3): with sr = 50 * hop
     # the mapped start is a whole 320-sample frame and the length is fixed.
@@ -346,13 +355,22 @@ def train_example(
     }
 
 
-def valid_example(wav, sample_rate, hop_length, ref_segment_duration=6.0, max_valid_duration=12.0):
-    """Builds one validation example: the utterance from 0, no randomness.
+def valid_example(
+    wav,
+    sample_rate,
+    hop_length,
+    ref_segment_duration=6.0,
+    max_valid_duration=12.0,
+    valid_reference="first",
+    generator=None,
+):
+    """Builds one validation example: the utterance from 0.
 
     Length is min(whole seconds, ``max_valid_duration``) rounded down to the
     hop; an utterance under one second is kept whole (the reference would
-    give an empty item). The reference is the first 6 s, tiled if short
-    (inference rule); the 16 kHz window has no context.
+    give an empty item). The speaker clip is the first 6 s, tiled if short
+    (the inference rule, repeatable), or with ``valid_reference="random"`` a
+    random crop as SparkVox takes; the 16 kHz window has no context.
 
     Arguments
     ---------
@@ -366,6 +384,10 @@ def valid_example(wav, sample_rate, hop_length, ref_segment_duration=6.0, max_va
         Speaker reference length in seconds (rounded down to the hop).
     max_valid_duration : float
         Longest validation item in seconds.
+    valid_reference : str
+        ``"first"`` (first 6 s) or ``"random"`` (SparkVox's random crop).
+    generator : torch.Generator, optional
+        Source of randomness for ``"random"``.
 
     Returns
     -------
@@ -383,7 +405,13 @@ def valid_example(wav, sample_rate, hop_length, ref_segment_duration=6.0, max_va
     length = int(seconds * sample_rate) if seconds > 0 else num_samples
     length = max(min(length, num_samples) // hop_length, 1) * hop_length
     target = _window(wav, 0, length)
-    ref = reference_clip(wav, reference_clip_length(sample_rate, hop_length, ref_segment_duration))
+    if valid_reference == "first":
+        ref_length = reference_clip_length(sample_rate, hop_length, ref_segment_duration)
+        ref = reference_clip(wav, ref_length)
+    elif valid_reference == "random":
+        ref = _random_reference(wav, int(sample_rate * ref_segment_duration), generator)
+    else:
+        raise ValueError(f"valid_reference must be 'first' or 'random', got {valid_reference!r}")
     ssl = _window(to_ssl_rate(wav, sample_rate), 0, length * SSL_SAMPLE_RATE // sample_rate)
     return {
         "wav": target,
@@ -403,6 +431,7 @@ def train_pipeline(
     ssl_context=1.0,
     highpass_cutoff=40.0,
     generator=None,
+    volume_normalize=True,
 ):
     """Dynamic item ``wav_path`` -> ``wav, ref_wav, ssl_wav, ssl_drop_frames, num_frames``.
 
@@ -424,7 +453,7 @@ def train_pipeline(
     @takes("wav_path")
     @provides(*ITEM_KEYS)
     def pipeline(wav_path):
-        wav = load_utterance(wav_path, sample_rate, hop_length, highpass_cutoff)
+        wav = load_utterance(wav_path, sample_rate, hop_length, highpass_cutoff, volume_normalize)
         item = train_example(
             wav,
             sample_rate,
@@ -445,6 +474,8 @@ def valid_pipeline(
     ref_segment_duration=6.0,
     max_valid_duration=12.0,
     highpass_cutoff=40.0,
+    volume_normalize=True,
+    valid_reference="first",
 ):
     """Dynamic item like :func:`train_pipeline`, with :func:`valid_example` crops.
 
@@ -457,8 +488,10 @@ def valid_pipeline(
     @takes("wav_path")
     @provides(*ITEM_KEYS)
     def pipeline(wav_path):
-        wav = load_utterance(wav_path, sample_rate, hop_length, highpass_cutoff)
-        item = valid_example(wav, sample_rate, hop_length, ref_segment_duration, max_valid_duration)
+        wav = load_utterance(wav_path, sample_rate, hop_length, highpass_cutoff, volume_normalize)
+        item = valid_example(
+            wav, sample_rate, hop_length, ref_segment_duration, max_valid_duration, valid_reference
+        )
         return tuple(item[key] for key in ITEM_KEYS)
 
     return pipeline
@@ -476,6 +509,8 @@ def build_datasets(
     highpass_cutoff=40.0,
     min_duration=None,
     generator=None,
+    volume_normalize=True,
+    valid_reference="first",
 ):
     """Training and validation datasets from manifests (SparkVox item rules).
 
@@ -507,6 +542,10 @@ def build_datasets(
         Drop manifest entries shorter than this many seconds (both sets).
     generator : torch.Generator, optional
         For reproducible crops in tests (``num_workers=0`` only).
+    volume_normalize : bool
+        Loudness-normalise every utterance (SparkVox: always).
+    valid_reference : str
+        Validation speaker clip: ``"first"`` 6 s or ``"random"`` crop.
 
     Returns
     -------
@@ -535,12 +574,19 @@ def build_datasets(
         ssl_context,
         highpass_cutoff,
         generator,
+        volume_normalize,
     )
     train_set = _make_dataset(train_manifests, train_items, min_duration)
     valid_set = None
     if valid_manifests:
         valid_items = valid_pipeline(
-            sample_rate, hop_length, ref_segment_duration, max_valid_duration, highpass_cutoff
+            sample_rate,
+            hop_length,
+            ref_segment_duration,
+            max_valid_duration,
+            highpass_cutoff,
+            volume_normalize,
+            valid_reference,
         )
         valid_set = _make_dataset(valid_manifests, valid_items, min_duration)
     return train_set, valid_set

@@ -9,8 +9,8 @@ import math
 import torch
 from torch import nn
 
-from bicodec_plugin.lobes.convnext import SamplingBlock, VocosBackbone
-from bicodec_plugin.lobes.layers import (
+from bicodec_plugin.codec.lobes.convnext import SamplingBlock, VocosBackbone
+from bicodec_plugin.codec.lobes.layers import (
     Snake1d,
     init_weight_norm_direction,
     wn_conv1d,
@@ -210,7 +210,7 @@ class WaveGenerator(nn.Module):
     ----------
     channels_last_inference : bool
         Without gradients on CPU, run the network on the channels-last 2-D
-        view of the signal (see :mod:`bicodec_plugin.lobes.layers`): same
+        view of the signal (see :mod:`bicodec_plugin.codec.lobes.layers`): same
         weights, outputs within float32 rounding, and faster with oneDNN
         (``benchmarks/bench_codec.py``). ``False`` keeps the 1-D layout.
 

@@ -5,15 +5,14 @@ Authors
  * BiCodec plugin authors 2026
 """
 
-import logging
-
 import torch
 import torchaudio
+from speechbrain.utils.logger import get_logger
 from torch import nn
 
-from bicodec_plugin.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+from bicodec_plugin.codec.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class LinearMelSpectrogram(torchaudio.transforms.MelSpectrogram):

@@ -3,12 +3,12 @@
 The convolutions and Snake also accept a *channels-last 2-D view* of a
 (B, C, T) signal: a (B, C, 1, T) tensor in ``torch.channels_last`` memory
 format (laid out as (B, T, C)). On CPU, oneDNN runs these 2-D convolutions
-faster than the 1-D ones; :class:`~bicodec_plugin.lobes.decoder.WaveGenerator`
+faster than the 1-D ones; :class:`~bicodec_plugin.codec.lobes.decoder.WaveGenerator`
 uses the view for inference. Parameters keep their 1-D shapes and names.
 
 Weight norm uses ``torch.nn.utils.parametrizations.weight_norm`` (dim 0):
 parameters ``parametrizations.weight.original0`` (the magnitude ``g``) and
-``original1`` (the direction ``v``). :mod:`bicodec_plugin.release` maps these
+``original1`` (the direction ``v``). :mod:`bicodec_plugin.formats.release` maps these
 to the reference's ``weight_g``/``weight_v`` names.
 
 Authors

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bicodec_plugin.lobes.quantizers import ResidualFSQ
+from bicodec_plugin.codec.lobes.quantizers import ResidualFSQ
 
 
 class Conv1dReluBn(nn.Module):

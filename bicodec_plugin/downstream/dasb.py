@@ -44,8 +44,8 @@ class BiCodecDASBTokenizer(torch.nn.Module):
 
     Example
     -------
-    >>> from bicodec_plugin.release import build_bicodec, tiny_config
-    >>> codec = build_bicodec(tiny_config())  # random weights, no wav2vec2
+    >>> from bicodec_plugin.testing import tiny_codec
+    >>> codec = tiny_codec()  # random weights, no wav2vec2
     >>> tok = BiCodecDASBTokenizer(BiCodecTokenizer(
     ...     modules={"codec": codec},
     ...     hparams={"codec": codec, "volume_normalize": True},
@@ -118,7 +118,7 @@ class BiCodecDASBTokenizer(torch.nn.Module):
     # ---------------------------------------------------------- properties
     @property
     def codec(self):
-        """The wrapped :class:`~bicodec_plugin.model.BiCodec`."""
+        """The wrapped :class:`~bicodec_plugin.codec.model.BiCodec`."""
         return self.tokenizer.codec
 
     @property
