@@ -4,6 +4,7 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import contextlib
 import os
 import re
 
@@ -323,6 +324,50 @@ class BiCodecTokenizer(Pretrained):
         """Tokens of equal length -> waveforms (B, hop * T) at :attr:`sample_rate`."""
         wavs, _ = self.decode_batch(global_tokens, semantic_tokens)
         return wavs
+
+    def stream_decoder(self, global_tokens, chunk_frames=25, lookahead=None, mode="cached"):
+        """Decoder for semantic tokens that arrive in pieces (an LLM loop): audio chunk by chunk.
+
+        See :class:`~bicodec_plugin.codec.streaming.StreamingDecoder`. With the
+        default ``lookahead`` the concatenated chunks equal :meth:`decode` of
+        the whole sequence.
+
+        Arguments
+        ---------
+        global_tokens : torch.Tensor
+            (32,) or (B, 32) int.
+        chunk_frames : int
+            Tokens (frames) of audio per chunk (25 = 0.5 s).
+        lookahead : int, optional
+            Tokens past a chunk that must have arrived before it is returned
+            (default: the exact lookahead of the decoder's receptive field).
+        mode : str
+            ``"cached"`` or ``"window"``.
+
+        Returns
+        -------
+        StreamingDecoder
+            ``push(tokens)`` and ``finish()`` return lists of (B, samples) chunks.
+
+        Example
+        -------
+        >>> stream = tok.stream_decoder(global_tokens, chunk_frames=25)  # doctest: +SKIP
+        >>> for piece in llm_token_pieces:  # doctest: +SKIP
+        ...     for chunk in stream.push(piece):
+        ...         play(chunk)
+        >>> for chunk in stream.finish():  # doctest: +SKIP
+        ...     play(chunk)
+        """
+        from bicodec_plugin.codec.streaming import StreamingDecoder
+
+        @contextlib.contextmanager
+        def context():
+            with torch.inference_mode(), self.inference_ctx:
+                yield
+
+        return StreamingDecoder(
+            self.codec, global_tokens, chunk_frames, lookahead, mode, context=context
+        )
 
     def forward(self, wavs, wav_lens=None):
         """Encodes then decodes (resynthesis), (B, N) -> (B, hop * T)."""

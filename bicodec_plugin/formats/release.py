@@ -306,6 +306,18 @@ def load_release(folder, fold=True, with_ssl=True, with_postnet=False, ssl_trunc
     return model.eval(), config
 
 
+def _plain(value):
+    """Plain Python containers and scalars (``codec.yaml`` values are ruamel types)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 def save_release(model, folder, config, ssl_source=None):
     """Writes ``model`` in the release layout (weight-norm form if unfolded).
 
@@ -325,6 +337,7 @@ def save_release(model, folder, config, ssl_source=None):
     from safetensors.torch import save_file
 
     os.makedirs(os.path.join(folder, "BiCodec"), exist_ok=True)
+    config = _plain(config)
     top = {k: config[k] for k in TOP_KEYS if k in config}
     block = {k: v for k, v in config.items() if k not in TOP_KEYS}
     with open(os.path.join(folder, "config.yaml"), "w", encoding="utf-8") as fout:
