@@ -286,9 +286,9 @@ class BiCodecTokenizer(Pretrained):
         semantic_tokens : torch.Tensor
             (B, T_max) int.
         semantic_lens : torch.Tensor, optional
-            (B,) valid tokens per item; items of different lengths are decoded
-            apart so that padding never changes a waveform (and items run in
-            groups of :attr:`micro_batch`).
+            (B,) valid tokens per item; items run in groups of
+            :attr:`micro_batch` padded to their longest, with the padding
+            masked so that it never changes a waveform.
 
         Returns
         -------
@@ -310,14 +310,21 @@ class BiCodecTokenizer(Pretrained):
             semantic_lens = torch.full((batch,), t_max, dtype=torch.long)
         semantic_lens = torch.as_tensor(semantic_lens).cpu().long()
         out = torch.zeros(batch, self.hop_length * t_max, device=self.device)
+        # Longest first, in micro-batches padded to their longest item; the
+        # codec masks the padding, so each waveform equals its decode alone.
+        order = torch.argsort(semantic_lens, descending=True, stable=True)
+        size = self.micro_batch or batch
         with torch.inference_mode(), self.inference_ctx:
-            for length in sorted(set(semantic_lens.tolist())):
-                same = (semantic_lens == length).nonzero().flatten().to(self.device)
-                size = self.micro_batch or len(same)
-                for start in range(0, len(same), size):
-                    rows = same[start : start + size]
-                    wav = self.codec.detokenize(global_tokens[rows], semantic_tokens[rows, :length])
-                    out[rows, : wav.shape[-1]] = wav.squeeze(1).float()
+            for start in range(0, batch, size):
+                rows = order[start : start + size]
+                lens = semantic_lens[rows]
+                rows_dev = rows.to(self.device)
+                wav = self.codec.detokenize(
+                    global_tokens[rows_dev], semantic_tokens[rows_dev, : int(lens.max())], lens
+                )
+                for item, (row, length) in enumerate(zip(rows.tolist(), lens.tolist())):
+                    n = length * self.hop_length
+                    out[row, :n] = wav[item, 0, :n].float()
         return out, semantic_lens * self.hop_length
 
     def decode(self, global_tokens, semantic_tokens):

@@ -295,12 +295,19 @@ class BiCodec(nn.Module):
         """Global tokens (B, token_num) -> d-vector (B, D)."""
         return self.speaker_encoder.detokenize(self.check_global_tokens(global_tokens))
 
-    def decode_latents(self, z_q, d_vector, mask=None):
-        """Quantised semantic latent (B, D, T) and d-vector (B, D) -> waveform."""
-        x = self.prenet(z_q, d_vector, mask=mask)
-        return self.decoder(x + d_vector.unsqueeze(-1))
+    def decode_latents(self, z_q, d_vector, mask=None, lengths=None):
+        """Quantised semantic latent (B, D, T) and d-vector (B, D) -> waveform.
 
-    def detokenize(self, global_tokens, semantic_tokens):
+        ``lengths`` (valid frames per item, (B,)) decodes a padded batch as one
+        batch, each item as if alone (``mask`` is then derived from it).
+        """
+        if lengths is not None:
+            frames = torch.arange(z_q.shape[-1], device=z_q.device)
+            mask = (frames[None, :] < lengths[:, None]).unsqueeze(1).to(z_q.dtype)
+        x = self.prenet(z_q, d_vector, mask=mask)
+        return self.decoder(x + d_vector.unsqueeze(-1), lengths=lengths)
+
+    def detokenize(self, global_tokens, semantic_tokens, semantic_lens=None):
         """Tokens -> waveform.
 
         Arguments
@@ -309,6 +316,9 @@ class BiCodec(nn.Module):
             (B, token_num) or (B, 1, token_num) int.
         semantic_tokens : torch.Tensor
             (B, T) int.
+        semantic_lens : torch.Tensor, optional
+            (B,) valid tokens per item of a padded batch: each item's waveform
+            (its first ``hop_length * len`` samples) equals its waveform alone.
 
         Returns
         -------
@@ -328,7 +338,11 @@ class BiCodec(nn.Module):
                 f"{semantic_tokens.shape[0]} semantic"
             )
         z_q = self.quantizer.detokenize(semantic_tokens)
-        return self.decode_latents(z_q, d_vector)
+        if semantic_lens is not None:
+            semantic_lens = torch.as_tensor(semantic_lens, device=z_q.device).long()
+            if bool((semantic_lens >= semantic_tokens.shape[1]).all()):
+                semantic_lens = None  # nothing padded
+        return self.decode_latents(z_q, d_vector, lengths=semantic_lens)
 
     # ---------------------------------------------------------------- training
     def forward(self, feats, ref_wav, condition="d_vector"):

@@ -268,20 +268,57 @@ class WaveGenerator(nn.Module):
                     init_weight_norm_direction(module)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):
         """Generates audio.
 
         Arguments
         ---------
         x : torch.Tensor
             (B, input_channel, T).
+        lengths : torch.Tensor, optional
+            Valid frames per item, (B,). Padding is zeroed before every
+            convolution with a reach in time, so each item's waveform equals
+            its waveform alone (within float rounding) and a padded batch runs
+            as one batch; samples past an item's end are not meaningful.
 
         Returns
         -------
         torch.Tensor
             (B, 1, T * hop_length).
         """
-        if self.channels_last_inference and x.device.type == "cpu" and not torch.is_grad_enabled():
-            view = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            return self.model(view).squeeze(2).contiguous()
-        return self.model(x)
+        view = self.channels_last_inference and x.device.type == "cpu"
+        view = view and not torch.is_grad_enabled()
+        if view:
+            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        if lengths is None or bool((lengths >= x.shape[-1]).all()):
+            out = self.model(x)
+        else:
+            out = self._masked(x, lengths.to(x.device))
+        return out.squeeze(2).contiguous() if view else out
+
+    def _masked(self, x, lengths):
+        """The layers of ``self.model`` with padding zeroed before each reaching convolution."""
+
+        def masked(h, rate):
+            steps = torch.arange(h.shape[-1], device=h.device)
+            keep = steps[None, :] < (lengths * rate)[:, None]  # (B, T)
+            keep = keep.view(keep.shape[0], *([1] * (h.dim() - 2)), keep.shape[1])
+            return h * keep.to(h.dtype)
+
+        def run_residual(unit, h, rate):
+            snake1, conv, snake2, conv1x1 = unit.block
+            return h + conv1x1(snake2(conv(masked(snake1(h), rate))))
+
+        rate = 1
+        for layer in self.model:
+            if isinstance(layer, DecoderBlock):
+                snake, up, *units = layer.block
+                x = up(masked(snake(x), rate))
+                rate *= up.stride[0]
+                for unit in units:
+                    x = run_residual(unit, x, rate)
+            elif isinstance(layer, nn.Conv1d) and layer.kernel_size[0] > 1:
+                x = layer(masked(x, rate))
+            else:
+                x = layer(x)
+        return x
