@@ -148,7 +148,8 @@ def bench_config(name, args, ssl_source, workdir):
         # The x-vector head ends in a BatchNorm1d over the batch (as the reference):
         # training mode needs two items per process.
         raise SystemExit(f"{name}: batch size must be at least 2 (got {batch_size})")
-    sample_rate, hop = hparams["sample_rate"], hparams["hop_length"]
+    # The recipes take the architecture from bicodec_plugin/arch/codec.yaml.
+    sample_rate, hop = hparams["sample_rate"], hparams["codec"].hop_length
     seg_samples = segment_length(sample_rate, hop, hparams["segment_duration"])
     frames = seg_samples // hop
     segment = seg_samples / sample_rate
@@ -168,7 +169,7 @@ def bench_config(name, args, ssl_source, workdir):
     disc_params = sum(p.numel() for p in brain.modules.discriminator.parameters())
 
     generator = torch.Generator().manual_seed(0)
-    ssl_dim = hparams["ssl_dim"]
+    ssl_dim = hparams["arch"]["ssl_dim"] if "arch" in hparams else hparams["ssl_dim"]
     on_cuda = str(brain.device).startswith("cuda")
 
     def make_batch():
