@@ -8,10 +8,13 @@ release folder (timed apart, not part of the results), then two configurations a
 from that folder with :meth:`BiCodecTokenizer.from_release`:
 
 * ``baseline``: ``ssl_truncate=False`` -- all 24 wav2vec2 layers run, as in the reference
-  tokenizer; weight norm folded as the reference does; the reference's decoder arithmetic
+  tokenizer; the codec's weights copied in at loading (``mmap_weights=False``) and weight
+  norm folded, as the reference does; the reference's decoder arithmetic
   (1-D convolutions, out-of-place Snake and residual adds); one utterance at a time (a
   batch of B is B sequential batch-1 calls).
 * ``ours``: the defaults -- only the 16 wav2vec2 layers that the 11/14/16 layer mix needs;
+  the codec's weight file memory-mapped (a weight is resident once read; the wave
+  generator's weight norm is folded on its first use);
   the wave generator on a channels-last 2-D view (oneDNN's faster convolutions), Snake
   and residual adds in place; batches go through ``encode_batch`` / ``decode_batch`` in
   one call (padded, with lengths).
@@ -319,6 +322,20 @@ def use_reference_decoder_arithmetic(tokenizer):
     tokenizer.codec.decoder.channels_last_inference = False
 
 
+def use_reference_frontend(tokenizer):
+    """Baseline only: the wav2vec2 front-end computes and holds what the reference's does.
+
+    Ours runs the convolutional feature encoder on 2 s pieces and keeps only
+    the three hidden states it averages (same values, less memory); the
+    reference runs the encoder in one pass and asks for all hidden states.
+    """
+    ssl = tokenizer.codec.ssl
+    ssl.keep_all_hidden_states = True
+    encoder = ssl.model.feature_extractor
+    if hasattr(encoder, "chunk_frames"):
+        encoder.chunk_frames = None
+
+
 def limit_data_segment(fraction):
     """Caps this process's data segment at ``fraction`` of physical memory.
 
@@ -364,9 +381,12 @@ class CodecWorker:
             run_opts={"device": self.device},
             fold_weight_norm=True,
             ssl_truncate=settings["ssl_truncate"],
+            # The reference copies the codec's weights in at once; ours maps the file.
+            mmap_weights=settings["ssl_truncate"],
         )
         if self.sequential:
             use_reference_decoder_arithmetic(self.tok)
+            use_reference_frontend(self.tok)
         self.info = {
             "ssl_truncate": settings["ssl_truncate"],
             "threads": torch.get_num_threads(),

@@ -467,7 +467,7 @@ def _cpu_tokenize(ctx, budget):
     torch.set_num_threads(threads)
     toks = {
         "reference": BiCodecTokenizer.from_release(
-            ctx.folder, run_opts={"device": "cpu"}, ssl_truncate=False
+            ctx.folder, run_opts={"device": "cpu"}, ssl_truncate=False, mmap_weights=False
         ),
         "exact": BiCodecTokenizer.from_release(ctx.folder, run_opts={"device": "cpu"}),
         "fast": BiCodecTokenizer.from_release(

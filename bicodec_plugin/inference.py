@@ -68,7 +68,9 @@ class BiCodecTokenizer(Pretrained):
             )
 
     @classmethod
-    def from_release(cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True):
+    def from_release(
+        cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True, mmap_weights=True
+    ):
         """Loads a Spark-TTS-style release folder (local path).
 
         Arguments
@@ -82,12 +84,19 @@ class BiCodecTokenizer(Pretrained):
         ssl_truncate : bool
             Run only the 16 wav2vec2 layers needed (``False``: all 24, the
             reference's cost; identical tokens).
+        mmap_weights : bool
+            Map the codec's weight file instead of copying it (see
+            :func:`~bicodec_plugin.formats.release.load_release`): a
+            tokenize-only process never holds the decoder's weights.
+            ``False``: the reference's eager loading.
 
         Returns
         -------
         BiCodecTokenizer
         """
-        codec, config = load_release(folder, fold=fold_weight_norm, ssl_truncate=ssl_truncate)
+        codec, config = load_release(
+            folder, fold=fold_weight_norm, ssl_truncate=ssl_truncate, mmap_weights=mmap_weights
+        )
         hparams = {
             "codec": codec,
             "volume_normalize": bool(config.get("volume_normalize", True)),

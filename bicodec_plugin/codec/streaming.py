@@ -51,6 +51,7 @@ from torch.nn.utils import parametrize
 
 from bicodec_plugin.codec.lobes.convnext import ConvNeXtBlock, SamplingBlock, VocosBackbone
 from bicodec_plugin.codec.lobes.decoder import DecoderBlock, ResidualUnit
+from bicodec_plugin.codec.lobes.layers import fold_deferred
 
 # ----------------------------------------------------------------- primitives
 # A stage takes chunks of a signal along its last axis, (B, C, T) or the
@@ -620,6 +621,7 @@ class StreamingDecoder:
     # -------------------------------------------------------------- engine
     def _build_engine(self):
         codec, d_vector = self.codec, self.d_vector
+        fold_deferred(codec.decoder)  # the stream reads weights without calling forward
         self.channels_last = (
             getattr(codec.decoder, "channels_last_inference", False)
             and self.device.type == "cpu"

@@ -20,7 +20,7 @@ import os
 import yaml
 
 from bicodec_plugin.arch import arch_defaults, build_codec, load_arch
-from bicodec_plugin.codec.lobes.layers import fold_weight_norm
+from bicodec_plugin.codec.lobes.layers import defer_weight_norm_fold, fold_weight_norm
 from bicodec_plugin.formats.weights import (  # noqa: F401  (re-exported)
     ReleaseLoadError,
     load_codec_weights,
@@ -265,7 +265,9 @@ def read_release_config(folder):
     return config
 
 
-def load_release(folder, fold=True, with_ssl=True, with_postnet=False, ssl_truncate=True):
+def load_release(
+    folder, fold=True, with_ssl=True, with_postnet=False, ssl_truncate=True, mmap_weights=False
+):
     """Builds BiCodec and loads a Spark-TTS-style release folder.
 
     Arguments
@@ -280,6 +282,12 @@ def load_release(folder, fold=True, with_ssl=True, with_postnet=False, ssl_trunc
         Build and load the postnet (training only).
     ssl_truncate : bool
         Run only the wav2vec2 layers needed (``False``: all, a baseline).
+    mmap_weights : bool
+        Use the weight file's memory-mapped tensors as the parameters (no
+        copy; a weight becomes resident when first read) and, with ``fold``,
+        fold the wave generator's weight norm on its first use: a process
+        that only tokenizes never holds the decoder's weights. ``False``
+        copies everything in at once, as the reference does.
 
     Returns
     -------
@@ -300,9 +308,19 @@ def load_release(folder, fold=True, with_ssl=True, with_postnet=False, ssl_trunc
         frontend = {"ssl_source": ssl_dir, "ssl_truncate": ssl_truncate}
         ssl = load_arch("frontend_wav2vec2", frontend)["ssl"]
     model = build_bicodec(config, ssl=ssl, with_postnet=with_postnet, where=where)
+    weights = os.path.join(folder, "BiCodec", "model.safetensors")
+    if not mmap_weights:
+        if fold:
+            fold_weight_norm(model)
+        load_codec_weights(model, weights)
+        return model.eval(), config
+    load_codec_weights(model, weights, assign=True)
     if fold:
-        fold_weight_norm(model)
-    load_codec_weights(model, os.path.join(folder, "BiCodec", "model.safetensors"))
+        for name, module in model.named_children():
+            if name == "decoder":
+                defer_weight_norm_fold(module)
+            elif name != "ssl":
+                fold_weight_norm(module)
     return model.eval(), config
 
 

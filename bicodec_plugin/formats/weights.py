@@ -140,7 +140,7 @@ def convert_release_state(model, release_state):
     return converted
 
 
-def load_codec_weights(model, path):
+def load_codec_weights(model, path, assign=False):
     """Loads a codec weight file (safetensors, reference key names) into ``model``, strictly.
 
     The one loader of release (``BiCodec/model.safetensors``) and exported
@@ -152,6 +152,12 @@ def load_codec_weights(model, path):
         Built from the same architecture.
     path : str
         Path of the ``.safetensors`` file.
+    assign : bool
+        Make the file's tensors the model's parameters instead of copying
+        them in: safetensors maps the file (copy-on-write), so a weight costs
+        resident memory only once something reads it, and the model's own
+        initial tensors are freed. Tensors that need converting (weight norm
+        folded on loading) are computed as usual.
 
     Raises
     ------
@@ -175,7 +181,7 @@ def load_codec_weights(model, path):
         converted = convert_release_state(model, state)
     except ReleaseLoadError as err:
         raise ReleaseLoadError(f"{path}: {err}") from None
-    result = model.load_state_dict(converted, strict=False)
+    result = model.load_state_dict(converted, strict=False, assign=assign)
     leftover = [
         k for k in result.missing_keys if k not in OPTIONAL_KEYS and not k.startswith("ssl.")
     ]

@@ -5,6 +5,8 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import math
+
 import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
@@ -111,6 +113,46 @@ def normalize_per_utterance(wavs, lengths=None):
     return (out * mask).to(wavs.dtype)
 
 
+class _ChunkedFeatureEncoder:
+    """Mixin: a wav2vec2 convolutional feature encoder that runs on pieces (inference).
+
+    The first convolution's output (512 channels at 3.2 kHz, plus the layer
+    norm's and GELU's copies) is the largest tensor of a tokenize; on pieces
+    of ``chunk_frames`` output frames, cut on the frame grid with the
+    receptive field's overlap, it stays small. With per-position layer norms
+    (``feat_extract_norm="layer"``, XLS-R) every output frame is computed
+    from the same samples by the same arithmetic: the features are
+    bit-identical to one pass up to 20 s of audio (measured; beyond, oneDNN
+    computes the one pass with another algorithm, within 1e-5). Training
+    (gradients) runs in one pass.
+    """
+
+    def forward(self, input_values):
+        """(B, N) samples -> (B, C, frames), in pieces of ``chunk_frames`` frames."""
+        hop, field = self.chunk_hop, self.chunk_field
+        total = (input_values.shape[-1] - field) // hop + 1
+        size = self.chunk_frames
+        if torch.is_grad_enabled() or size is None or total <= size:
+            return super().forward(input_values)
+        pieces = []
+        for start in range(0, total, size):
+            end = min(start + size, total)
+            pieces.append(super().forward(input_values[..., start * hop : (end - 1) * hop + field]))
+        return torch.cat(pieces, dim=-1)
+
+
+def _chunk_feature_encoder(encoder, config, chunk_frames):
+    """Turns ``encoder`` (in place) into a :class:`_ChunkedFeatureEncoder`."""
+    field = 1
+    for kernel, stride in zip(reversed(config.conv_kernel), reversed(config.conv_stride)):
+        field = (field - 1) * stride + kernel
+    encoder.chunk_hop = math.prod(config.conv_stride)
+    encoder.chunk_field = field
+    encoder.chunk_frames = chunk_frames
+    cls = encoder.__class__
+    encoder.__class__ = type(f"Chunked{cls.__name__}", (_ChunkedFeatureEncoder, cls), {})
+
+
 class Wav2Vec2LayerMix(nn.Module):
     """Frozen wav2vec2 returning the mean of some hidden states (BiCodec: 11, 14, 16).
 
@@ -154,6 +196,11 @@ class Wav2Vec2LayerMix(nn.Module):
     torch.Size([2, 49, 16])
     """
 
+    # Output frames per piece of the convolutional feature encoder (2 s).
+    feature_chunk_frames = 100
+    # True: ask the model for all hidden states (the reference's way; same values).
+    keep_all_hidden_states = False
+
     def __init__(self, source, layers=(11, 14, 16), save_path=None, normalize=None, truncate=True):
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -186,6 +233,8 @@ class Wav2Vec2LayerMix(nn.Module):
         self.output_size = config.hidden_size
         self.model.eval()
         self.model.requires_grad_(False)
+        if config.feat_extract_norm == "layer":
+            _chunk_feature_encoder(model.feature_extractor, config, self.feature_chunk_frames)
 
     @staticmethod
     def _disable_stochastic(config):
@@ -219,9 +268,33 @@ class Wav2Vec2LayerMix(nn.Module):
         """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
         return ssl_num_frames_tensor(lengths)
 
-    def _mix(self, output):
-        """Mean of the selected hidden states, summed in the reference's order."""
-        hidden = output.hidden_states
+    def _layer_mix(self, inputs, attention_mask=None):
+        """Mean of the selected hidden states, summed in the reference's order.
+
+        ``hidden_states[k]`` (k >= 1) is the output of transformer layer
+        ``k - 1``: forward hooks keep just those, instead of all 17 hidden
+        states that ``output_hidden_states`` would hold.
+        """
+        if 0 in self.layers or self.keep_all_hidden_states:
+            hidden = self.model(
+                inputs, attention_mask=attention_mask, output_hidden_states=True
+            ).hidden_states
+        else:
+            hidden = {}
+            layers = self.model.encoder.layers
+
+            def keep(index):
+                def hook(module, args, output):
+                    hidden[index] = output[0] if isinstance(output, tuple) else output
+
+                return hook
+
+            handles = [layers[k - 1].register_forward_hook(keep(k)) for k in set(self.layers)]
+            try:
+                self.model(inputs, attention_mask=attention_mask)
+            finally:
+                for handle in handles:
+                    handle.remove()
         mix = hidden[self.layers[0]]
         for idx in self.layers[1:]:
             mix = mix + hidden[idx]
@@ -265,7 +338,7 @@ class Wav2Vec2LayerMix(nn.Module):
             end = min(start + window, total)
             first, last = max(start - context, 0), min(end + context, total)
             chunk = inputs[:, first * SSL_HOP : (last - 1) * SSL_HOP + SSL_RECEPTIVE_FIELD]
-            mix = self._mix(self.model(chunk, output_hidden_states=True))
+            mix = self._layer_mix(chunk)
             pieces.append(mix[:, start - first : end - first])
         return torch.cat(pieces, dim=1)
 
@@ -301,7 +374,7 @@ class Wav2Vec2LayerMix(nn.Module):
         if padded:
             mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
             mask = mask.long()
-        mix = self._mix(self.model(inputs, attention_mask=mask, output_hidden_states=True))
+        mix = self._layer_mix(inputs, mask)
         if padded:
             frames = self.num_frames(lengths)
             valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]

@@ -171,6 +171,40 @@ def fold_weight_norm(model):
     return folded
 
 
+def defer_weight_norm_fold(module):
+    """Folds ``module``'s weight norm just before its first forward instead of now.
+
+    Until then its ``g`` and ``v`` are only read when the module runs, so a
+    process that never runs it (e.g. one that only tokenizes, for the wave
+    generator) never pays the folded weights' memory. :func:`fold_deferred`
+    folds at once (for code that reads the weights without calling forward).
+
+    Example
+    -------
+    >>> net = nn.Sequential(wn_conv1d(2, 2, 3))
+    >>> defer_weight_norm_fold(net)
+    >>> has_weight_norm(net[0])
+    True
+    >>> _ = net(torch.randn(1, 2, 9))
+    >>> has_weight_norm(net[0])
+    False
+    """
+
+    def hook(mod, args):
+        fold_deferred(mod)
+
+    module._deferred_fold = module.register_forward_pre_hook(hook)
+
+
+def fold_deferred(module):
+    """Folds now what :func:`defer_weight_norm_fold` deferred (no-op otherwise)."""
+    handle = module.__dict__.pop("_deferred_fold", None)
+    if handle is not None:
+        handle.remove()
+        with torch.no_grad():
+            fold_weight_norm(module)
+
+
 def init_weight_norm_direction(module, std=0.02):
     """Truncated-normal init of a weight-normed layer, ``g`` reset to ``||v||``.
 

@@ -113,6 +113,10 @@ class FactorizedVectorQuantize(nn.Module):
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
 
+    # Frames per block of the nearest-code search (a block's distances: 128 MB
+    # at 8192 codes); shorter inputs (82 s at 50 Hz) run as one block.
+    search_rows = 4096
+
     def nearest_codes(self, z_e):
         """Cosine nearest codeword of each frame.
 
@@ -134,12 +138,21 @@ class FactorizedVectorQuantize(nn.Module):
         with torch.autocast(device_type=z_e.device.type, enabled=False):
             enc = F.normalize(z_e.float().transpose(1, 2).reshape(-1, z_e.shape[1]))
             codebook = F.normalize(self.codebook.weight.float())
-            dist = (
-                enc.pow(2).sum(1, keepdim=True)
-                - 2 * enc @ codebook.t()
-                + codebook.pow(2).sum(1, keepdim=True).t()
-            )
-            return (-dist).max(1)[1].reshape(batch, -1)
+            code_norms = codebook.pow(2).sum(1, keepdim=True).t()
+            # Rows in blocks: a (frames x codebook) distance matrix of a long
+            # utterance would take gigabytes (30,000 frames: 1 GB per copy).
+            rows = self.search_rows
+            indices = [
+                (
+                    -(
+                        block.pow(2).sum(1, keepdim=True)
+                        - 2 * block @ codebook.t()
+                        + code_norms
+                    )
+                ).max(1)[1]
+                for block in enc.split(rows)
+            ]
+            return torch.cat(indices).reshape(batch, -1)
 
     def tokenize(self, z):
         """Latent (B, D, T) -> token ids (B, T)."""
