@@ -325,15 +325,19 @@ def use_reference_decoder_arithmetic(tokenizer):
 def use_reference_frontend(tokenizer):
     """Baseline only: the wav2vec2 front-end computes and holds what the reference's does.
 
-    Ours runs the convolutional feature encoder on 2 s pieces and keeps only
-    the three hidden states it averages (same values, less memory); the
-    reference runs the encoder in one pass and asks for all hidden states.
+    Ours releases the feature encoder's intermediate tensors early (GELU in
+    place) and keeps only the three hidden states it averages (same values,
+    less memory); the reference uses HF's layers and asks for all hidden
+    states.
     """
     ssl = tokenizer.codec.ssl
     ssl.keep_all_hidden_states = True
-    encoder = ssl.model.feature_extractor
-    if hasattr(encoder, "chunk_frames"):
-        encoder.chunk_frames = None
+    for layer in ssl.model.feature_extractor.conv_layers:
+        plain = (
+            type(layer).__mro__[2] if type(layer).__name__.startswith("LeanLayerNormConv") else None
+        )
+        if plain is not None:
+            layer.__class__ = plain
 
 
 def limit_data_segment(fraction):

@@ -227,7 +227,7 @@ def section_codec(ctx, budget):
     )
     ctx.tokens_1, ctx.tokens_b = tokens_1, tokens_b
     glob, sem, lens = tokens_b
-    out[f"batched_item0_tokens_equal_b1"] = bool(
+    out["batched_item0_tokens_equal_b1"] = bool(
         torch.equal(glob[:1].cpu(), tokens_1[0].cpu())
         and torch.equal(sem[0, : int(lens[0])].cpu(), tokens_1[1][0].cpu())
     )
@@ -238,7 +238,7 @@ def section_codec(ctx, budget):
         lambda: tok.decode_batch(*tokens_b), dev, budget, max(1, args.runs - 1)
     )
     n = int(wav_1[1][0])
-    out[f"batched_item0_decode_max_abs_diff"] = float(
+    out["batched_item0_decode_max_abs_diff"] = float(
         (wav_b[0][0, :n].cpu() - wav_1[0][0, :n].cpu()).abs().max()
     )
     for step in ("tokenize", "detokenize"):
@@ -252,7 +252,9 @@ def section_codec(ctx, budget):
         _, out["reference_tokenize_b1_s"], _ = repeat(
             lambda: base.encode_batch(one), dev, budget, args.runs
         )
-        out["tokenize_b1_ours_over_reference"] = out["tokenize_b1_s"] / out["reference_tokenize_b1_s"]
+        out["tokenize_b1_ours_over_reference"] = (
+            out["tokenize_b1_s"] / out["reference_tokenize_b1_s"]
+        )
         del base
     if dev.startswith("cuda"):
         out["cuda_max_allocated_GiB"] = torch.cuda.max_memory_allocated() / 2**30
@@ -278,7 +280,9 @@ def section_fast(ctx, budget):
     out["global_agreement_b1"] = agreement(toks_1[0], exact_1[0])
     out["semantic_agreement_b1"] = agreement(toks_1[1], exact_1[1])
     if "tokenize_b1_s" in ctx.results.get("codec", {}):
-        out["tokenize_b1_fast_over_exact"] = out["tokenize_b1_s"] / ctx.results["codec"]["tokenize_b1_s"]
+        out["tokenize_b1_fast_over_exact"] = (
+            out["tokenize_b1_s"] / ctx.results["codec"]["tokenize_b1_s"]
+        )
         ref = ctx.results["codec"].get("reference_tokenize_b1_s")
         if ref:
             out["tokenize_b1_fast_over_reference"] = out["tokenize_b1_s"] / ref
@@ -357,11 +361,19 @@ def section_training(ctx, budget):
     ssl_source = make_tiny_wav2vec2(os.path.join(workdir, "w2v"))
     sizes = dict(XLSR53_SIZES)
     if args.quick:
-        sizes.update(hidden_size=64, num_hidden_layers=16, num_attention_heads=2,
-                     intermediate_size=128, conv_dim=[32] * 7, num_conv_pos_embeddings=16,
-                     num_conv_pos_embedding_groups=4)
+        sizes.update(
+            hidden_size=64,
+            num_hidden_layers=16,
+            num_attention_heads=2,
+            intermediate_size=128,
+            conv_dim=[32] * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+        )
     ssl = Wav2Vec2LayerMix(Wav2Vec2Config(**sizes)).to(dev)
-    audio = 0.1 * torch.randn(batch, int(2.4 * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
+    audio = 0.1 * torch.randn(
+        batch, int(2.4 * SAMPLE_RATE), generator=torch.Generator().manual_seed(0)
+    )
     audio = audio.to(dev)
     for precision in ("fp32", "bf16"):
         if not budget.more():
@@ -514,11 +526,13 @@ def section_cpu(ctx, budget):
     torch.set_num_threads(os.cpu_count() or 1)
     seconds = 0.5 if ctx.args.quick else 2.4
     try:
-        out["discriminator"] = _discriminator_check([(16000, seconds), (24000, seconds)], ctx.args.quick)
+        out["discriminator"] = _discriminator_check(
+            [(16000, seconds), (24000, seconds)], ctx.args.quick
+        )
         for key, row in out["discriminator"].items():
             ctx.lines.append(
                 f"[CPU {cpu_kind()}] discriminator {key}: finite {row['all_maps_finite']}, logits rel "
-                f"diff {['%.1e' % v for v in row['logits_rel_max_abs_diff']]}, worst map "
+                f"diff {[f'{v:.1e}' for v in row['logits_rel_max_abs_diff']]}, worst map "
                 f"{row['worst_map_rel_diff']:.1e}"
             )
     except Exception:
@@ -539,8 +553,8 @@ def section_cpu(ctx, budget):
         tk = out["tokenize"]
         ctx.lines.append(
             f"[CPU {cpu_kind()}, {tk['threads']} threads] tokenize exact/reference per round "
-            f"{['%.3f' % v for v in tk['exact_over_reference_per_round']]}, fast/reference "
-            f"{['%.3f' % v for v in tk['fast_over_reference_per_round']]}; fast vs exact: global "
+            f"{[f'{v:.3f}' for v in tk['exact_over_reference_per_round']]}, fast/reference "
+            f"{[f'{v:.3f}' for v in tk['fast_over_reference_per_round']]}; fast vs exact: global "
             f"{tk['fast_global_agreement']}, semantic {tk['fast_semantic_agreement']}; exact tokens "
             f"= reference: {tk['exact_equals_reference']}"
         )

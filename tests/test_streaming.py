@@ -105,7 +105,9 @@ def test_too_little_lookahead_differs(tiny_tokenizer, lookahead):
     whole = tiny_tokenizer.decode(glob, sem)
     audio = {}
     for mode in ("cached", "window"):
-        stream = tiny_tokenizer.stream_decoder(glob, chunk_frames=25, lookahead=lookahead, mode=mode)
+        stream = tiny_tokenizer.stream_decoder(
+            glob, chunk_frames=25, lookahead=lookahead, mode=mode
+        )
         chunks, _ = _run(stream, sem, [1] * sem.shape[1])
         audio[mode] = torch.cat(chunks, dim=-1)
     diff = float((audio["cached"] - whole).abs().max())

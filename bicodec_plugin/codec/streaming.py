@@ -300,7 +300,11 @@ class _StreamConvTranspose:
         buf, extra = _mkldnn_sized(buf)
         if buf.dim() == 4:
             out = F.conv_transpose2d(
-                buf, conv.weight.unsqueeze(2), conv.bias, stride=(1, self.stride), groups=conv.groups
+                buf,
+                conv.weight.unsqueeze(2),
+                conv.bias,
+                stride=(1, self.stride),
+                groups=conv.groups,
             )
         else:
             out = F.conv_transpose1d(
@@ -611,9 +615,7 @@ class StreamingDecoder:
         (37, 37)
         """
         hop = codec.hop_length
-        chain = _Chain(
-            _prenet_stages(codec.prenet, None) + _wave_generator_stages(codec.decoder)
-        )
+        chain = _Chain(_prenet_stages(codec.prenet, None) + _wave_generator_stages(codec.decoder))
         # Any chunk works: every layer's rate divides the hop. Take frames [10, 11).
         first, last = chain.input_range(10 * hop, 11 * hop - 1)
         return 10 - first, last - 10
@@ -623,8 +625,7 @@ class StreamingDecoder:
         codec, d_vector = self.codec, self.d_vector
         fold_deferred(codec.decoder)  # the stream reads weights without calling forward
         self.channels_last = (
-            getattr(codec.decoder, "channels_last_inference", False)
-            and self.device.type == "cpu"
+            getattr(codec.decoder, "channels_last_inference", False) and self.device.type == "cpu"
         )
 
         def to_generator(x):  # prenet output (B, D, T) -> wave generator input
@@ -811,4 +812,3 @@ class StreamingDecoder:
             f"lookahead={self.lookahead}, exact_lookahead={self.exact_lookahead}, "
             f"left_context={self.left_context}, received={self.received})"
         )
-

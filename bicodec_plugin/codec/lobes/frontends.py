@@ -113,44 +113,90 @@ def normalize_per_utterance(wavs, lengths=None):
     return (out * mask).to(wavs.dtype)
 
 
-class _ChunkedFeatureEncoder:
-    """Mixin: a wav2vec2 convolutional feature encoder that runs on pieces (inference).
+class _LeanLayerNormConv:
+    """Mixin for wav2vec2's conv + layer norm + GELU layer: same arithmetic, fewer copies.
 
-    The first convolution's output (512 channels at 3.2 kHz, plus the layer
-    norm's and GELU's copies) is the largest tensor of a tokenize; on pieces
-    of ``chunk_frames`` output frames, cut on the frame grid with the
-    receptive field's overlap, it stays small. With per-position layer norms
-    (``feat_extract_norm="layer"``, XLS-R) every output frame is computed
-    from the same samples by the same arithmetic: the features are
-    bit-identical to one pass up to 20 s of audio (measured; beyond, oneDNN
-    computes the one pass with another algorithm, within 1e-5). Training
+    HF's layer keeps the convolution's output alive while the layer norm makes
+    a contiguous copy of its transpose and writes its own output (three
+    tensors of 512 channels at 3.2 kHz for the first layer: 195 MB for 10 s);
+    here the convolution's output is released as soon as it is copied and the
+    GELU runs in place. The kernels and their inputs are the same, so the
+    features are bit-identical. Training (gradients) uses HF's forward.
+    """
+
+    def forward(self, hidden_states):
+        """(B, C_in, T_in) -> (B, C_out, T_out)."""
+        if torch.is_grad_enabled():
+            return super().forward(hidden_states)
+        out = self.conv(hidden_states).transpose(-2, -1).contiguous()
+        out = self.layer_norm(out).transpose(-2, -1)
+        if getattr(self.activation, "act", None) is nn.functional.gelu:
+            return torch.ops.aten.gelu_(out)
+        return self.activation(out)
+
+
+class _ChunkedFeatureEncoder:
+    """Mixin: a wav2vec2 convolutional feature encoder whose first layers run on pieces.
+
+    The first layers (512 channels at 3.2, 1.6 and 0.8 kHz) hold the largest
+    tensors of a tokenize. With ``chunk_frames`` set, they run on pieces of
+    about that many final frames, cut on their own output grid with their
+    receptive field's overlap (the last piece takes the remainder, so no piece
+    is short), and the later, smaller layers run once on the joined output.
+    Every position is computed from the same samples with the same kernels:
+    bit-identical to one pass (``tests/test_bounded_memory.py``). Training
     (gradients) runs in one pass.
     """
 
+    # Leading layers run on pieces (their outputs are the large ones).
+    chunk_layers = 3
+
     def forward(self, input_values):
-        """(B, N) samples -> (B, C, frames), in pieces of ``chunk_frames`` frames."""
-        hop, field = self.chunk_hop, self.chunk_field
-        total = (input_values.shape[-1] - field) // hop + 1
+        """(B, N) samples -> (B, C, frames)."""
         size = self.chunk_frames
-        if torch.is_grad_enabled() or size is None or total <= size:
+        layers = list(self.conv_layers)
+        split = min(self.chunk_layers, len(layers))
+        if torch.is_grad_enabled() or size is None or split == 0:
             return super().forward(input_values)
-        pieces = []
-        for start in range(0, total, size):
-            end = min(start + size, total)
-            pieces.append(super().forward(input_values[..., start * hop : (end - 1) * hop + field]))
-        return torch.cat(pieces, dim=-1)
+        strides = [layer.conv.stride[0] for layer in layers[:split]]
+        kernels = [layer.conv.kernel_size[0] for layer in layers[:split]]
+        hop = math.prod(strides)
+        field = 1
+        for kernel, stride in zip(reversed(kernels), reversed(strides)):
+            field = (field - 1) * stride + kernel
+        total = (input_values.shape[-1] - field) // hop + 1  # outputs of the first layers
+        piece = max(size * self.chunk_hop // hop, 1)
+        if total < 2 * piece:
+            return super().forward(input_values)
+        starts = list(range(0, total - piece + 1, piece))  # the last piece takes the rest
+        ends = starts[1:] + [total]
+        outs = []
+        for start, end in zip(starts, ends):
+            h = input_values[:, None, start * hop : (end - 1) * hop + field]
+            for layer in layers[:split]:
+                h = layer(h)
+            outs.append(h)
+        h = torch.cat(outs, dim=-1)
+        del outs
+        for layer in layers[split:]:
+            h = layer(h)
+        return h
 
 
-def _chunk_feature_encoder(encoder, config, chunk_frames):
-    """Turns ``encoder`` (in place) into a :class:`_ChunkedFeatureEncoder`."""
-    field = 1
-    for kernel, stride in zip(reversed(config.conv_kernel), reversed(config.conv_stride)):
-        field = (field - 1) * stride + kernel
+def _mix_in(module, mixin):
+    """Gives ``module`` (in place) a subclass of its class with ``mixin`` first."""
+    cls = module.__class__
+    module.__class__ = type(f"{mixin.__name__.strip('_')}{cls.__name__}", (mixin, cls), {})
+
+
+def _lean_feature_encoder(encoder, config):
+    """Installs :class:`_LeanLayerNormConv` and :class:`_ChunkedFeatureEncoder` on ``encoder``."""
     encoder.chunk_hop = math.prod(config.conv_stride)
-    encoder.chunk_field = field
-    encoder.chunk_frames = chunk_frames
-    cls = encoder.__class__
-    encoder.__class__ = type(f"Chunked{cls.__name__}", (_ChunkedFeatureEncoder, cls), {})
+    encoder.chunk_frames = 250  # 5 s pieces (at 50 frames, oneDNN switches algorithm)
+    _mix_in(encoder, _ChunkedFeatureEncoder)
+    for layer in encoder.conv_layers:
+        if all(hasattr(layer, name) for name in ("conv", "layer_norm", "activation")):
+            _mix_in(layer, _LeanLayerNormConv)
 
 
 class Wav2Vec2LayerMix(nn.Module):
@@ -196,8 +242,6 @@ class Wav2Vec2LayerMix(nn.Module):
     torch.Size([2, 49, 16])
     """
 
-    # Output frames per piece of the convolutional feature encoder (2 s).
-    feature_chunk_frames = 100
     # True: ask the model for all hidden states (the reference's way; same values).
     keep_all_hidden_states = False
 
@@ -234,7 +278,7 @@ class Wav2Vec2LayerMix(nn.Module):
         self.model.eval()
         self.model.requires_grad_(False)
         if config.feat_extract_norm == "layer":
-            _chunk_feature_encoder(model.feature_extractor, config, self.feature_chunk_frames)
+            _lean_feature_encoder(model.feature_extractor, config)
 
     @staticmethod
     def _disable_stochastic(config):

@@ -143,13 +143,9 @@ class FactorizedVectorQuantize(nn.Module):
             # utterance would take gigabytes (30,000 frames: 1 GB per copy).
             rows = self.search_rows
             indices = [
-                (
-                    -(
-                        block.pow(2).sum(1, keepdim=True)
-                        - 2 * block @ codebook.t()
-                        + code_norms
-                    )
-                ).max(1)[1]
+                (-(block.pow(2).sum(1, keepdim=True) - 2 * block @ codebook.t() + code_norms)).max(
+                    1
+                )[1]
                 for block in enc.split(rows)
             ]
             return torch.cat(indices).reshape(batch, -1)
