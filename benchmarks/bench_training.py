@@ -148,7 +148,7 @@ def bench_config(name, args, ssl_source, workdir):
         # The x-vector head ends in a BatchNorm1d over the batch (as the reference):
         # training mode needs two items per process.
         raise SystemExit(f"{name}: batch size must be at least 2 (got {batch_size})")
-    sample_rate, hop = hparams["sample_rate"], hparams["hop_length"]
+    sample_rate, hop = hparams["sample_rate"], hparams["codec"].hop_length
     seg_samples = segment_length(sample_rate, hop, hparams["segment_duration"])
     frames = seg_samples // hop
     segment = seg_samples / sample_rate
@@ -163,12 +163,12 @@ def bench_config(name, args, ssl_source, workdir):
     brain.on_fit_start()
     brain.modules.train()
     if args.condition == "d_vector":
-        brain.optimizer_step = hparams["d_vector_train_start"]
+        brain.optimizer_step = hparams["d_vector_train_start"] + 1  # past the x-vector phase
     gen_params = sum(p.numel() for p in brain.modules.generator.parameters())
     disc_params = sum(p.numel() for p in brain.modules.discriminator.parameters())
 
     generator = torch.Generator().manual_seed(0)
-    ssl_dim = hparams["ssl_dim"]
+    ssl_dim = hparams["arch"]["ssl_dim"]
     on_cuda = str(brain.device).startswith("cuda")
 
     def make_batch():
