@@ -158,14 +158,12 @@ class BiCodecTokenizer(Pretrained):
 
         kwargs["fetch_config"] = fetch_config_for(kwargs.get("fetch_config"))
         folder = os.path.abspath(source) if os.path.isdir(source) else source
-        hparams_path = fetch_model_file(
+        # First the yaml alone: a missing or uncached one is named in the error.
+        fetch_model_file(
             folder, hparams_file, kwargs.get("savedir"), fetch_config=kwargs["fetch_config"]
         )
-        overrides = dict(overrides or {})
-        if _declares_source_folder(hparams_path):  # folders exported before hub loading
-            overrides.setdefault("source_folder", folder)
         tokenizer = super().from_hparams(
-            folder, hparams_file=hparams_file, overrides=overrides, **kwargs
+            folder, hparams_file=hparams_file, overrides=overrides or {}, **kwargs
         )
         fold_weight_norm(tokenizer.mods.codec)
         return tokenizer
@@ -512,9 +510,3 @@ def _pad(tensors):
         out[i, : t.shape[0]] = t
     rel = torch.tensor([t.shape[0] / n_max for t in tensors])
     return out, rel
-
-
-def _declares_source_folder(hparams_path):
-    """Whether an exported ``hyperparams.yaml`` still has the old ``source_folder`` key."""
-    with open(hparams_path, encoding="utf-8") as fin:
-        return any(line.startswith("source_folder:") for line in fin)

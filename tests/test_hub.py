@@ -300,3 +300,61 @@ def test_export_weights_are_loaded(exported, tiny_wav2vec2_dir):
     state = ssl.model.state_dict()
     assert len(ssl.model.encoder.layers) == 16  # truncated: layers 16, 17 and the norm dropped
     assert state and all(torch.equal(v, reference[k]) for k, v in state.items())
+
+
+def _legacy_bin(folder, tiny_wav2vec2_dir):
+    """The tiny wav2vec2 as an old pretraining checkpoint: ``pytorch_model.bin``,
+    ``wav2vec2.`` key prefix and ``weight_g``/``weight_v`` (as XLS-R-53 ships)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(tiny_wav2vec2_dir, folder)
+    state = load_file(os.path.join(folder, "model.safetensors"))
+    renamed = {}
+    for key, value in state.items():
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+        renamed["wav2vec2." + key] = value
+    renamed["quantizer.codevectors"] = torch.zeros(1, 4, 8)  # pretraining heads, unused
+    torch.save(renamed, os.path.join(folder, "pytorch_model.bin"))
+    os.remove(os.path.join(folder, "model.safetensors"))
+    return str(folder)
+
+
+def test_export_with_bin_wav2vec2(tmp_path, tiny_wav2vec2_dir):
+    """A wav2vec2 folder with an old ``.bin`` checkpoint exports and loads the same weights."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.inference.interfaces import Pretrained
+    from transformers import Wav2Vec2Model
+
+    from bicodec_plugin.formats.export import export_codec
+
+    legacy = _legacy_bin(tmp_path / "w2v_bin", tiny_wav2vec2_dir)
+    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
+    with open(path, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, {"ssl_source": legacy, "train_manifest": "unused.jsonl"})
+    folder = export_codec(hparams, str(tmp_path / "export"))
+    with open(os.path.join(folder, "hyperparams.yaml"), encoding="utf-8") as fin:
+        assert "ssl: wav2vec2/pytorch_model.bin" in fin.read()
+    ssl = Pretrained.from_hparams(folder).hparams.ssl
+    reference = Wav2Vec2Model.from_pretrained(tiny_wav2vec2_dir).state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in ssl.model.state_dict().items())
+
+
+def test_frontend_weights_that_do_not_fit_are_refused(tmp_path, tiny_wav2vec2_dir):
+    """Weights of another wav2vec2 size are refused, naming the file."""
+    from transformers import Wav2Vec2Config
+
+    from bicodec_plugin.codec.lobes.frontends import Wav2Vec2LayerMix
+    from bicodec_plugin.formats.export import load_frontend_weights
+    from bicodec_plugin.testing import make_tiny_wav2vec2
+
+    config = Wav2Vec2Config.from_pretrained(tiny_wav2vec2_dir)
+    ssl = Wav2Vec2LayerMix(config, init_weights=False)
+    other = make_tiny_wav2vec2(str(tmp_path / "w2v32"), hidden_size=32, num_layers=18)
+    weights = os.path.join(other, "model.safetensors")
+    with pytest.raises(ReleaseLoadError, match=re.escape(weights)):
+        load_frontend_weights(ssl, weights)
+    with pytest.raises(ReleaseLoadError, match=r"must be \.safetensors or \.bin"):
+        load_frontend_weights(ssl, os.path.join(other, "config.json"))

@@ -156,9 +156,9 @@ def load_frontend_weights(ssl, path):
     """Pretrainer hook: a Hugging Face wav2vec2 checkpoint into a front-end built from config.
 
     ``transformers`` reads the file (safetensors, or a ``.bin`` state dict,
-    whatever its key vintage) into a full ``Wav2Vec2Model`` of the
-    front-end's config, and its tensors are copied into the front-end,
-    which may run fewer layers (``truncate``).
+    whatever its key vintage) into a ``Wav2Vec2Model`` of the front-end's
+    config and depth (a truncated front-end's dropped layers are not read),
+    and its tensors become the front-end's.
 
     Arguments
     ---------
@@ -173,6 +173,7 @@ def load_frontend_weights(ssl, path):
     ReleaseLoadError
         Naming the file: not readable, or tensors missing or mis-shaped.
     """
+    import copy
     import tempfile
 
     from transformers import Wav2Vec2Model
@@ -184,20 +185,26 @@ def load_frontend_weights(ssl, path):
         raise ReleaseLoadError(f"{path}: wav2vec2 weights must be .safetensors or .bin")
     if not os.path.isfile(path):
         raise ReleaseLoadError(f"{path}: missing wav2vec2 weight file")
+    kept = len(ssl.model.encoder.layers)
+    config = copy.deepcopy(ssl.model.config)
+    config.num_hidden_layers = kept  # the layers a truncated front-end drops are not read
     with tempfile.TemporaryDirectory() as tmp:
         # transformers reads a folder: one holding just a link to this file.
         os.symlink(os.path.realpath(path), os.path.join(tmp, names[extension]))
         try:
-            full, info = Wav2Vec2Model.from_pretrained(
-                tmp, config=ssl.model.config, output_loading_info=True
+            loaded, info = Wav2Vec2Model.from_pretrained(
+                tmp,
+                config=config,
+                dtype=next(ssl.model.parameters()).dtype,
+                output_loading_info=True,
             )
         except Exception as err:
             raise ReleaseLoadError(f"{path}: cannot load wav2vec2 weights ({err})") from err
     bad = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
     if bad:
         raise ReleaseLoadError(f"{path}: wav2vec2 tensors missing or mis-shaped: {sorted(bad)}")
-    result = ssl.model.load_state_dict(full.state_dict(), strict=False)
-    kept = len(ssl.model.encoder.layers)
+    # assign: the loaded tensors become the front-end's (no copy); requires_grad stays off.
+    result = ssl.model.load_state_dict(loaded.state_dict(), strict=False, assign=True)
     dropped = [  # layers (and the final norm) that a truncated front-end does not run
         k
         for k in result.unexpected_keys
