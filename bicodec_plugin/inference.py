@@ -67,13 +67,27 @@ class BiCodecTokenizer(Pretrained):
             )
 
     @classmethod
-    def from_release(cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True):
-        """Loads a Spark-TTS-style release folder (local path).
+    def from_release(
+        cls,
+        source,
+        run_opts=None,
+        fold_weight_norm=True,
+        ssl_truncate=True,
+        savedir=None,
+        revision=None,
+    ):
+        """Loads a Spark-TTS release: a hub id or a local folder.
+
+        For a hub id (``"SparkAudio/Spark-TTS-0.5B"``) only the codec's files
+        are fetched (``config.yaml``, ``BiCodec/`` and the wav2vec2 folder,
+        not the LLM), through the hub cache; with ``HF_HUB_OFFLINE=1`` they
+        come from the cache only.
 
         Arguments
         ---------
-        folder : str
-            Folder with ``config.yaml``, ``BiCodec/`` and ``wav2vec2-large-xlsr-53/``.
+        source : str
+            Hub id, or a folder with ``config.yaml``, ``BiCodec/`` and
+            ``wav2vec2-large-xlsr-53/`` (loaded in place).
         run_opts : dict, optional
             SpeechBrain run options, e.g. ``{"device": "cuda:0"}``.
         fold_weight_norm : bool
@@ -81,11 +95,25 @@ class BiCodecTokenizer(Pretrained):
         ssl_truncate : bool
             Run only the 16 wav2vec2 layers needed (``False``: all 24, the
             reference's cost; identical tokens).
+        savedir : str, optional
+            For a hub id: a folder that gets links to the fetched files
+            (SpeechBrain's ``savedir``); default: the hub cache only.
+        revision : str, optional
+            For a hub id: branch, tag or commit.
 
         Returns
         -------
         BiCodecTokenizer
+
+        Raises
+        ------
+        ReleaseLoadError
+            A file is missing or does not match, or offline and not cached
+            (the message names it).
         """
+        from bicodec_plugin.formats.hub import fetch_release
+
+        folder = fetch_release(source, savedir=savedir, revision=revision)
         codec, config = load_release(folder, fold=fold_weight_norm, ssl_truncate=ssl_truncate)
         hparams = {
             "codec": codec,
@@ -95,29 +123,47 @@ class BiCodecTokenizer(Pretrained):
 
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", overrides=None, **kwargs):
-        """Loads a folder exported by training (``hyperparams.yaml`` + safetensors).
+        """Loads a folder exported by training: a hub id or a local folder.
+
+        The folder (``hyperparams.yaml``, ``codec.safetensors``, ``wav2vec2/``)
+        names its files relative to itself, so it loads the same from a path
+        or, once uploaded, from a hub id (through the hub cache, or only from
+        it with ``HF_HUB_OFFLINE=1``); plain ``Pretrained.from_hparams`` loads
+        it too. Weight norm is folded here.
 
         Arguments
         ---------
         source : str
-            Local folder (or hub id) written by :func:`bicodec_plugin.formats.export.export_codec`.
+            Hub id or local folder written by
+            :func:`bicodec_plugin.formats.export.export_codec`.
         hparams_file : str
             Name of the hyperparams file.
         overrides : dict, optional
             HyperPyYAML overrides.
         **kwargs
-            Passed to ``Pretrained.from_hparams`` (``run_opts``, ``savedir``...).
+            Passed to ``Pretrained.from_hparams`` (``run_opts``, ``savedir``,
+            ``fetch_config``...).
 
         Returns
         -------
         BiCodecTokenizer
+
+        Raises
+        ------
+        ReleaseLoadError
+            A file is missing, or offline and not cached (the message names it).
         """
         from bicodec_plugin.codec.lobes.layers import fold_weight_norm
+        from bicodec_plugin.formats.hub import fetch_config_for, fetch_model_file
 
+        kwargs["fetch_config"] = fetch_config_for(kwargs.get("fetch_config"))
         folder = os.path.abspath(source) if os.path.isdir(source) else source
-        overrides = {"source_folder": folder, **(overrides or {})}
+        # First the yaml alone: a missing or uncached one is named in the error.
+        fetch_model_file(
+            folder, hparams_file, kwargs.get("savedir"), fetch_config=kwargs["fetch_config"]
+        )
         tokenizer = super().from_hparams(
-            folder, hparams_file=hparams_file, overrides=overrides, **kwargs
+            folder, hparams_file=hparams_file, overrides=overrides or {}, **kwargs
         )
         fold_weight_norm(tokenizer.mods.codec)
         return tokenizer

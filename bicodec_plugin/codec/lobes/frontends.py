@@ -142,6 +142,11 @@ class Wav2Vec2LayerMix(nn.Module):
     truncate : bool
         Drop the layers after ``max(layers)``; ``False`` runs the full
         model (a baseline for benchmarks).
+    init_weights : bool
+        With a config as ``source``: ``False`` leaves the weights
+        uninitialised (no random init, which takes seconds at full size),
+        for weights loaded right after, as an exported folder's pretrainer
+        does.
 
     Example
     -------
@@ -154,7 +159,15 @@ class Wav2Vec2LayerMix(nn.Module):
     torch.Size([2, 49, 16])
     """
 
-    def __init__(self, source, layers=(11, 14, 16), save_path=None, normalize=None, truncate=True):
+    def __init__(
+        self,
+        source,
+        layers=(11, 14, 16),
+        save_path=None,
+        normalize=None,
+        truncate=True,
+        init_weights=True,
+    ):
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -163,7 +176,13 @@ class Wav2Vec2LayerMix(nn.Module):
             config = source
             config = Wav2Vec2Config.from_dict(config.to_dict())
             self._disable_stochastic(config)
-            model = Wav2Vec2Model(config)
+            if init_weights:
+                model = Wav2Vec2Model(config)
+            else:
+                from transformers.initialization import no_init_weights
+
+                with no_init_weights():
+                    model = Wav2Vec2Model(config)
         else:
             config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
             self._disable_stochastic(config)
