@@ -25,6 +25,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
+from bicodec_plugin.training.checkpoints import recover_newest_intact
 from bicodec_plugin.training.losses import weighted_sum
 
 logger = get_logger(__name__)
@@ -90,9 +91,12 @@ class BiCodecBrain(sb.Brain):
     def on_fit_start(self):
         """Moves the frozen front-end to the device, wraps, builds optimisers, resumes.
 
-        Resumes from the newest *complete* checkpoint: SpeechBrain writes
+        Resumes from the newest *intact* checkpoint: SpeechBrain writes
         ``CKPT.yaml`` before the parameter files, so a kill during a save can
-        leave a newest checkpoint that lacks files.
+        leave a newest checkpoint that lacks files, and a disk can truncate
+        one. Damaged checkpoints are renamed ``DAMAGED-CKPT+...`` with a
+        warning (see :mod:`bicodec_plugin.training.checkpoints`), so they
+        neither load nor count towards ``num_checkpoints_to_keep``.
         """
         if self.grad_accumulation_factor != 1:
             raise ValueError(
@@ -107,10 +111,7 @@ class BiCodecBrain(sb.Brain):
         self._wrap_distributed()
         self.init_optimizers()
         if self.checkpointer is not None:
-            needed = set(self.checkpointer.recoverables) - {"dataloader-TRAIN"}
-            self.checkpointer.recover_if_possible(
-                ckpt_predicate=lambda ckpt: needed <= set(ckpt.paramfiles)
-            )
+            recover_newest_intact(self.checkpointer)
 
     def _wrap_distributed(self):
         """DDP as SpeechBrain does it, except on CPU (gloo) where SyncBatchNorm
@@ -376,8 +377,11 @@ class BiCodecBrain(sb.Brain):
                 train_stats={"loss": self.train_loss},
                 valid_stats=stats,
             )
+            mel = float(stats.get("mel", stage_loss))
+            # A NaN would rank unpredictably among min_keys; inf ranks last.
+            mel = mel if math.isfinite(mel) else float("inf")
             self.checkpointer.save_and_keep_only(
-                meta={"mel": float(stats.get("mel", stage_loss)), "step": self.optimizer_step},
+                meta={"mel": mel, "step": self.optimizer_step},
                 min_keys=["mel"],
                 num_to_keep=self.hparams.num_checkpoints_to_keep,
             )

@@ -5,6 +5,8 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import os
+
 import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
@@ -165,9 +167,7 @@ class Wav2Vec2LayerMix(nn.Module):
             self._disable_stochastic(config)
             model = Wav2Vec2Model(config)
         else:
-            config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
-            self._disable_stochastic(config)
-            model = Wav2Vec2Model.from_pretrained(source, config=config, cache_dir=save_path)
+            model, config = _load_pretrained(source, save_path, self._disable_stochastic)
             if normalize is None:
                 normalize = self._read_do_normalize(source, save_path)
         self.normalize = True if normalize is None else bool(normalize)
@@ -307,3 +307,47 @@ class Wav2Vec2LayerMix(nn.Module):
             valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
             mix = mix * valid.unsqueeze(-1)
         return mix
+
+
+def _load_pretrained(source, save_path, adjust_config):
+    """``Wav2Vec2Model.from_pretrained``, strictly: every weight loaded, all finite.
+
+    A local folder is checked first
+    (:func:`~bicodec_plugin.formats.weights.check_wav2vec2_folder`), and any
+    failure is a ``ReleaseLoadError`` naming the folder or file.
+
+    Returns
+    -------
+    model : transformers.Wav2Vec2Model
+    config : transformers.Wav2Vec2Config
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from bicodec_plugin.formats.weights import (
+        ReleaseLoadError,
+        check_finite_parameters,
+        check_wav2vec2_folder,
+    )
+
+    if os.path.isdir(source):
+        check_wav2vec2_folder(source)
+    try:
+        config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
+        adjust_config(config)
+        model, info = Wav2Vec2Model.from_pretrained(
+            source, config=config, cache_dir=save_path, output_loading_info=True
+        )
+    except ReleaseLoadError:
+        raise
+    except Exception as err:  # transformers raises OSError, RuntimeError, ValueError...
+        raise ReleaseLoadError(f"{source}: cannot load the wav2vec2 model ({err})") from err
+    # masked_spec_embed only serves SpecAugment masking, which stays off.
+    missing = [k for k in info["missing_keys"] if k != "masked_spec_embed"]
+    mismatched = [str(k) for k in info.get("mismatched_keys", [])]
+    if missing or mismatched:
+        raise ReleaseLoadError(
+            f"{source}: the wav2vec2 weights do not fill the model of its config.json: "
+            f"missing {sorted(missing)}, mis-shaped {mismatched}"
+        )
+    check_finite_parameters(model, source)
+    return model, config
