@@ -154,7 +154,9 @@ def relative_to_samples(wav_lens, batch, num_samples, name="wav_lens"):
             )
         samples = min(round(value * num_samples), num_samples)
         if samples < 1:
-            raise LengthsError(f"{name}[{i}] = {value:g} is less than one sample of {num_samples}")
+            raise LengthsError(
+                f"{name}[{i}] = {value:g} rounds to 0 of {num_samples} (less than one step)"
+            )
         lengths.append(samples)
     return lengths
 

@@ -19,7 +19,7 @@ from bicodec_plugin.codec.audio import (
     read_audio_array,
     resample,
 )
-from bicodec_plugin.errors import AudioInputError, TokenError, TokenTypeError
+from bicodec_plugin.errors import AudioInputError, BiCodecInputError, TokenError, TokenTypeError
 from bicodec_plugin.formats.release import load_release
 
 GLOBAL_TOKEN = "<|bicodec_global_{}|>"
@@ -164,6 +164,8 @@ class BiCodecTokenizer(Pretrained):
         AudioLoadError
             Missing, unreadable, empty or non-finite audio (names the file).
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise AudioInputError(f"path must be a file path, got {type(path).__name__}")
         audio, sample_rate = read_audio_array(path)
         return self._prepare(audio, sample_rate, self.hparams.volume_normalize)
 
@@ -200,6 +202,8 @@ class BiCodecTokenizer(Pretrained):
         wavs, lengths = waveform_batch(wavs, wav_lens)
         if normalize is None:
             normalize = self.hparams.volume_normalize
+        elif not isinstance(normalize, (bool, np.bool_)):
+            raise BiCodecInputError(f"normalize must be True, False or None, got {normalize!r}")
         items = [
             self._prepare(w[:length].detach().cpu().double().numpy(), self.sample_rate, normalize)
             for w, length in zip(wavs, lengths)

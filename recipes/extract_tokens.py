@@ -12,8 +12,9 @@ tokenized goes to ``failed.jsonl``; a failing batch is retried item by item.
 Rerunning the same command resumes: stored indexes are skipped, and so are
 failed ones unless ``--retry-failed``.
 
-Interruptions: Ctrl-C (SIGINT) and SIGTERM (a scheduler, ``docker stop``)
-flush what was tokenized and exit (130, 143); a ``kill -9`` loses at most
+Interruptions: Ctrl-C (SIGINT), SIGTERM (a scheduler, ``docker stop``) and
+SIGHUP (a closed terminal) flush what was tokenized and exit (130, 143,
+129); a ``kill -9`` loses at most
 ``--chunk-size`` utterances or ``--flush-seconds`` of work. A stored chunk
 found damaged when the run starts (its header; every tensor with
 ``--verify``) is set aside as ``<chunk>.corrupt`` and its utterances are
@@ -419,29 +420,43 @@ def parse_args(argv=None):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would raise ``KeyboardInterrupt`` (same clean-up)."""
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises ``KeyboardInterrupt`` (same clean-up).
+
+    Arguments
+    ---------
+    signum : int
+        The signal.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Turns SIGTERM into :class:`Terminated` in the main thread while the block runs.
+def termination_as_interrupt():
+    """Turns SIGTERM and SIGHUP into :class:`Terminated` in the main thread while the block runs.
 
     The store's writer then flushes on the way out exactly as for Ctrl-C.
-    Elsewhere than the main thread, nothing changes.
+    Outside the main thread nothing changes.
     """
 
     def handler(signum, frame):
         raise Terminated(signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in TERMINATING_SIGNALS}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(argv=None):
@@ -455,7 +470,7 @@ def main(argv=None):
         print(f"extract_tokens: {err}", file=sys.stderr)
         return 2
     source = args.release or args.hparams
-    with sigterm_as_interrupt():
+    with termination_as_interrupt():
         try:
             tokenizer = load_tokenizer(args.release, args.hparams, args.device)
             summary = extract(
@@ -475,13 +490,13 @@ def main(argv=None):
                 verify=args.verify,
             )
         except KeyboardInterrupt as err:
-            name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+            signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
             print(
-                f"extract_tokens: stopped by {name}; every utterance tokenized so far is stored "
-                f"in {args.output}; rerun the same command to resume",
+                f"extract_tokens: stopped by {signal.Signals(signum).name}; every utterance "
+                f"tokenized so far is stored in {args.output}; rerun the same command to resume",
                 file=sys.stderr,
             )
-            return 143 if isinstance(err, Terminated) else 130
+            return 128 + signum
     shard = f"[shard {summary['shard']}/{summary['shards']}] " if summary["shards"] > 1 else ""
     print(
         f"{shard}done {summary['done']} ({summary['audio_seconds'] / 3600:.3f} h audio), "

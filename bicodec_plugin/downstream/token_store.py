@@ -156,6 +156,8 @@ class TokenWriter:
         self.folder = os.fspath(folder)
         self.rank = int(rank)
         self.chunk_size = int(chunk_size)
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise TokenStoreError(f"{self.folder}: exists and is not a folder")
         os.makedirs(self.folder, exist_ok=True)
         if meta is not None:
             write_meta(self.folder, meta)

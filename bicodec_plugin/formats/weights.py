@@ -89,7 +89,13 @@ def convert_release_state(model, release_state):
     target = model.codec_state_dict()
     source = dict(release_state)
     used = set()
-    converted, missing, shapes, nonfinite = {}, [], [], []
+    converted, missing, shapes = {}, [], []
+    # Checked on the file's own tensors, so that the message names the stored key.
+    nonfinite = [
+        f"{name} ({bad} of {value.numel()} values)"
+        for name, value in sorted(source.items())
+        if (bad := _count_nonfinite(value))
+    ]
 
     def take(name):
         used.add(name)
@@ -132,8 +138,8 @@ def convert_release_state(model, release_state):
             shapes.append(f"{to_release_key(key)}: file dtype {value.dtype}, model {ref.dtype}")
             continue
         bad = _count_nonfinite(value)
-        if bad:
-            nonfinite.append(f"{to_release_key(key)} ({bad} of {value.numel()} values)")
+        if bad and not nonfinite:  # finite in the file, not after folding (a zero weight_v)
+            shapes.append(f"{to_release_key(key)}: {bad} NaN or infinite values after folding")
             continue
         converted[key] = value.to(ref.dtype)
     unexpected = sorted(set(source) - used - set(converted))

@@ -74,6 +74,21 @@ class WarmupLinearDecay:
         return self.max_lr - (self.max_lr - self.min_lr) * progress
 
 
+def checkpoint_meta(stats, stage_loss, step):
+    """``CKPT.yaml`` values of a validation checkpoint: ``mel`` (ranked by) and ``step``.
+
+    A non-finite validation loss is stored as ``inf``: a NaN would rank
+    unpredictably among ``min_keys`` and could be kept as the best.
+
+    Example
+    -------
+    >>> checkpoint_meta({"mel": float("nan")}, 1.0, 7)
+    {'mel': inf, 'step': 7}
+    """
+    mel = float(stats.get("mel", stage_loss))
+    return {"mel": mel if math.isfinite(mel) else float("inf"), "step": step}
+
+
 class BiCodecBrain(sb.Brain):
     """Trains BiCodec (``modules.generator``) against ``modules.discriminator``.
 
@@ -377,11 +392,8 @@ class BiCodecBrain(sb.Brain):
                 train_stats={"loss": self.train_loss},
                 valid_stats=stats,
             )
-            mel = float(stats.get("mel", stage_loss))
-            # A NaN would rank unpredictably among min_keys; inf ranks last.
-            mel = mel if math.isfinite(mel) else float("inf")
             self.checkpointer.save_and_keep_only(
-                meta={"mel": mel, "step": self.optimizer_step},
+                meta=checkpoint_meta(stats, stage_loss, self.optimizer_step),
                 min_keys=["mel"],
                 num_to_keep=self.hparams.num_checkpoints_to_keep,
             )
