@@ -273,9 +273,9 @@ def test_load_errors_name_the_file(tmp_path):
     manifest = write_manifest(
         tmp_path / "m.jsonl", [{"index": "gone", "wav_path": "gone.wav", "duration": 3.0}]
     )
-    train_set, _ = build_datasets(manifest, None, 16000, 320)
-    with pytest.raises(AudioLoadError, match="gone.wav"):
-        train_set[0]
+    # Refused up front, naming the manifest line, though its duration is given.
+    with pytest.raises(ManifestError, match=r"m\.jsonl:1: no such audio file .*gone\.wav"):
+        build_datasets(manifest, None, 16000, 320)
 
 
 def test_min_duration_filters(tmp_path):

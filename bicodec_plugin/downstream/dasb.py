@@ -26,6 +26,7 @@ Authors
 import torch
 from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 
+from bicodec_plugin.checks import relative_to_samples
 from bicodec_plugin.inference import BiCodecTokenizer
 
 
@@ -256,7 +257,9 @@ class BiCodecDASBTokenizer(torch.nn.Module):
             global_tokens = global_tokens.flatten(1)  # (B, 1, 32) -> (B, 32)
         semantic_lens = None
         if lengths is not None:
-            semantic_lens = torch.round(lengths.cpu().double() * tokens.shape[1]).long()
+            semantic_lens = relative_to_samples(
+                lengths, tokens.shape[0], tokens.shape[1], "lengths"
+            )
         wavs, _ = self.tokenizer.decode_batch(global_tokens, tokens, semantic_lens)
         return wavs
 

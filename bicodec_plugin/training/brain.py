@@ -25,6 +25,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
+from bicodec_plugin.training.checkpoints import recover_newest_intact
 from bicodec_plugin.training.losses import weighted_sum
 
 logger = get_logger(__name__)
@@ -73,6 +74,21 @@ class WarmupLinearDecay:
         return self.max_lr - (self.max_lr - self.min_lr) * progress
 
 
+def checkpoint_meta(stats, stage_loss, step):
+    """``CKPT.yaml`` values of a validation checkpoint: ``mel`` (ranked by) and ``step``.
+
+    A non-finite validation loss is stored as ``inf``: a NaN would rank
+    unpredictably among ``min_keys`` and could be kept as the best.
+
+    Example
+    -------
+    >>> checkpoint_meta({"mel": float("nan")}, 1.0, 7)
+    {'mel': inf, 'step': 7}
+    """
+    mel = float(stats.get("mel", stage_loss))
+    return {"mel": mel if math.isfinite(mel) else float("inf"), "step": step}
+
+
 class BiCodecBrain(sb.Brain):
     """Trains BiCodec (``modules.generator``) against ``modules.discriminator``.
 
@@ -90,9 +106,12 @@ class BiCodecBrain(sb.Brain):
     def on_fit_start(self):
         """Moves the frozen front-end to the device, wraps, builds optimisers, resumes.
 
-        Resumes from the newest *complete* checkpoint: SpeechBrain writes
+        Resumes from the newest *intact* checkpoint: SpeechBrain writes
         ``CKPT.yaml`` before the parameter files, so a kill during a save can
-        leave a newest checkpoint that lacks files.
+        leave a newest checkpoint that lacks files, and a disk can truncate
+        one. Damaged checkpoints are renamed ``DAMAGED-CKPT+...`` with a
+        warning (see :mod:`bicodec_plugin.training.checkpoints`), so they
+        neither load nor count towards ``num_checkpoints_to_keep``.
         """
         if self.grad_accumulation_factor != 1:
             raise ValueError(
@@ -107,10 +126,7 @@ class BiCodecBrain(sb.Brain):
         self._wrap_distributed()
         self.init_optimizers()
         if self.checkpointer is not None:
-            needed = set(self.checkpointer.recoverables) - {"dataloader-TRAIN"}
-            self.checkpointer.recover_if_possible(
-                ckpt_predicate=lambda ckpt: needed <= set(ckpt.paramfiles)
-            )
+            recover_newest_intact(self.checkpointer)
 
     def _wrap_distributed(self):
         """DDP as SpeechBrain does it, except on CPU (gloo) where SyncBatchNorm
@@ -377,7 +393,7 @@ class BiCodecBrain(sb.Brain):
                 valid_stats=stats,
             )
             self.checkpointer.save_and_keep_only(
-                meta={"mel": float(stats.get("mel", stage_loss)), "step": self.optimizer_step},
+                meta=checkpoint_meta(stats, stage_loss, self.optimizer_step),
                 min_keys=["mel"],
                 num_to_keep=self.hparams.num_checkpoints_to_keep,
             )

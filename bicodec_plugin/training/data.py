@@ -18,7 +18,7 @@ import soundfile
 import torch
 import torchaudio
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.data_pipeline import provides, takes
+from speechbrain.utils.data_pipeline import DynamicItem, provides, takes
 
 from bicodec_plugin.codec.audio import (
     SSL_HOP,
@@ -40,7 +40,7 @@ class ManifestError(ValueError):
     """Raised for an unusable manifest line; the message starts with ``<file>:<line>:``."""
 
 
-def read_manifests(paths, require_keys=(), compute_duration=True):
+def read_manifests(paths, require_keys=(), compute_duration=True, origins=None, check_files=False):
     """Reads JSON-Lines manifests into the dict a ``DynamicItemDataset`` takes.
 
     Each non-blank line is an object with a unique ``index`` and a
@@ -56,6 +56,13 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
         Keys every line must hold (e.g. ``("text",)`` for TTS).
     compute_duration : bool
         Fill a missing ``duration`` (seconds) from the audio header.
+    origins : dict, optional
+        Filled with ``{index: "<file>:<line>"}``, to name the line of a file
+        that fails later.
+    check_files : bool
+        Read the header of every file, ``duration`` given or not, so that a
+        missing, unreadable or empty file is refused here, naming its line,
+        rather than when a batch first needs it (training does this).
 
     Returns
     -------
@@ -86,6 +93,8 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
     data = {}
     origin = {}  # index -> "file:line", to name both places of a duplicate
     for path in map(os.fspath, paths):
+        if not os.path.isfile(path):
+            raise ManifestError(f"{path}: no such manifest file")
         folder = os.path.dirname(os.path.abspath(path))
         # utf-8-sig: tolerate a byte-order mark written by some editors.
         with open(path, encoding="utf-8-sig") as manifest:
@@ -102,10 +111,14 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
                 entry["wav_path"] = os.path.normpath(os.path.join(folder, wav_path))
                 if "duration" in entry:
                     entry["duration"] = _check_duration(entry["duration"], where)
+                    if check_files:
+                        _file_duration(entry["wav_path"], where)  # exists and reads
                 elif compute_duration:
                     entry["duration"] = _file_duration(entry["wav_path"], where)
                 origin[index] = where
                 data[index] = entry
+    if origins is not None:
+        origins.update(origin)
     return data
 
 
@@ -137,15 +150,21 @@ def _check_duration(duration, where):
     """Returns a manifest ``duration`` as a float, refusing non-numbers."""
     if isinstance(duration, bool) or not isinstance(duration, (int, float)):
         raise ManifestError(f"{where}: 'duration' must be a number of seconds")
+    if not math.isfinite(duration) or duration < 0:
+        raise ManifestError(f"{where}: 'duration' must be a finite number >= 0, got {duration}")
     return float(duration)
 
 
 def _file_duration(path, where):
-    """Seconds of audio in ``path``, from its header only."""
+    """Seconds of audio in ``path``, from its header only; a missing, unreadable or empty file is refused."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"{where}: no such audio file {path}")
     try:
         info = soundfile.info(path)
     except Exception as err:  # soundfile raises several types
-        raise ManifestError(f"{where}: cannot read the duration of {path} ({err})") from err
+        raise ManifestError(f"{where}: cannot read the audio header of {path} ({err})") from err
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise ManifestError(f"{where}: {path} holds no samples")
     return info.frames / info.samplerate
 
 
@@ -594,11 +613,32 @@ def build_datasets(
 
 def _make_dataset(manifests, dynamic_item, min_duration):
     """A ``DynamicItemDataset`` over manifests, optionally without short items."""
-    data = read_manifests(manifests)
+    origins = {}
+    data = read_manifests(manifests, origins=origins, check_files=True)
     if not data:
         # DynamicItemDataset cannot be built from an empty dict.
         raise ManifestError(f"{manifests}: no items in the manifest(s)")
+    lines = {entry["wav_path"]: origins[index] for index, entry in data.items()}
+    dynamic_item = _naming_manifest_line(dynamic_item, lines)
     dataset = DynamicItemDataset(data, dynamic_items=[dynamic_item], output_keys=OUTPUT_KEYS)
     if min_duration is not None:
         dataset = dataset.filtered_sorted(key_min_value={"duration": min_duration})
     return dataset
+
+
+def _naming_manifest_line(dynamic_item, lines):
+    """The same dynamic item, whose audio errors also name the manifest line.
+
+    The up-front check reads only headers; a file that is damaged further in
+    (or deleted since) fails when a batch needs it, and the error then says
+    ``<manifest>:<line>: <file>: <problem>``.
+    """
+    func = dynamic_item.func
+
+    def pipeline(wav_path):
+        try:
+            return func(wav_path)
+        except AudioLoadError as err:
+            raise AudioLoadError(f"{lines.get(wav_path, '?')}: {err}") from err
+
+    return DynamicItem(takes=dynamic_item.takes, func=pipeline, provides=dynamic_item.provides)

@@ -5,12 +5,19 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import os
+
 import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
 from torch import nn
 
 from bicodec_plugin.codec.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+from bicodec_plugin.formats.weights import (
+    ReleaseLoadError,
+    check_finite_parameters,
+    check_wav2vec2_folder,
+)
 
 logger = get_logger(__name__)
 
@@ -184,16 +191,17 @@ class Wav2Vec2LayerMix(nn.Module):
                 with no_init_weights():
                     model = Wav2Vec2Model(config)
         else:
-            config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
-            self._disable_stochastic(config)
-            model = Wav2Vec2Model.from_pretrained(source, config=config, cache_dir=save_path)
+            model, config = _load_pretrained(source, save_path, self._disable_stochastic)
             if normalize is None:
                 normalize = self._read_do_normalize(source, save_path)
         self.normalize = True if normalize is None else bool(normalize)
         depth = max(self.layers)
         if depth > config.num_hidden_layers:
-            raise ValueError(
-                f"layer {depth} requested but the model has {config.num_hidden_layers} layers"
+            where = "" if isinstance(source, Wav2Vec2Config) else f"{source}: "
+            error = ValueError if isinstance(source, Wav2Vec2Config) else ReleaseLoadError
+            raise error(
+                f"{where}layer {depth} requested but the model has "
+                f"{config.num_hidden_layers} layers"
             )
         if truncate:
             model.encoder.layers = model.encoder.layers[:depth]
@@ -326,3 +334,51 @@ class Wav2Vec2LayerMix(nn.Module):
             valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
             mix = mix * valid.unsqueeze(-1)
         return mix
+
+
+def _load_pretrained(source, save_path, adjust_config):
+    """``Wav2Vec2Model.from_pretrained``, strictly: every weight loaded, all finite.
+
+    A local folder is checked first
+    (:func:`~bicodec_plugin.formats.weights.check_wav2vec2_folder`), and any
+    failure is a ``ReleaseLoadError`` naming the folder or file.
+
+    Returns
+    -------
+    model : transformers.Wav2Vec2Model
+    config : transformers.Wav2Vec2Config
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    if os.path.isdir(source):
+        check_wav2vec2_folder(source)
+    try:
+        config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
+        adjust_config(config)
+        # Mis-shaped tensors are reported below as an error, never re-initialised.
+        model, info = Wav2Vec2Model.from_pretrained(
+            source,
+            config=config,
+            cache_dir=save_path,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+        )
+    except ReleaseLoadError:
+        raise
+    except Exception as err:  # transformers raises OSError, RuntimeError, ValueError...
+        raise ReleaseLoadError(f"{source}: cannot load the wav2vec2 model ({err})") from err
+    # masked_spec_embed only serves SpecAugment masking, which stays off.
+    missing = sorted(k for k in info["missing_keys"] if k != "masked_spec_embed")
+    mismatched = [
+        f"{key}: file {tuple(file_shape)}, config {tuple(model_shape)}"
+        for key, file_shape, model_shape in sorted(info.get("mismatched_keys", []))
+    ]
+    if missing or mismatched:
+        raise ReleaseLoadError(
+            f"{source}: the wav2vec2 weights do not fill the model of its config.json: "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)}), "
+            f"mis-shaped {mismatched[:3]}{' ...' if len(mismatched) > 3 else ''} "
+            f"({len(mismatched)}); is config.json the one these weights were saved with?"
+        )
+    check_finite_parameters(model, source)
+    return model, config
