@@ -260,8 +260,16 @@ def test_training_values_follow_the_named_sparkvox_config(recipes, name):
 def test_tiny_follows_the_16k_training_logic(recipes):
     """The tiny recipe changes sizes and step counts only, never the loss recipe."""
     tiny, full = recipes["bicodec_tiny.yaml"], recipes["bicodec_16k.yaml"]
-    for key in ("loss_weights", "mel_loss_bins", "mel_loss_windows", "ssl_context",
-                "max_grad_norm", "volume_normalize", "valid_reference", "precision"):
+    for key in (
+        "loss_weights",
+        "mel_loss_bins",
+        "mel_loss_windows",
+        "ssl_context",
+        "max_grad_norm",
+        "volume_normalize",
+        "valid_reference",
+        "precision",
+    ):
         assert tiny[key] == full[key], key
     assert tiny["arch"]["codebook_loss_weight"] == full["arch"]["codebook_loss_weight"]
     assert tiny["disc"]["disc_swap_hop_and_window"] == full["disc"]["disc_swap_hop_and_window"]
