@@ -440,3 +440,27 @@ tokenizer: !new:bicodec_plugin.downstream.dasb.BiCodecDASBTokenizer
     assert tok.num_codebooks == 1 and tok.speaker_tokens.tolist() == list(range(32))
     with pytest.raises(ValueError, match="neither a release folder"):
         BiCodecDASBTokenizer(str(tmp_path))
+
+
+def test_check_tokens_script(dasb, batch, extracted):
+    """recipes/dasb/check_tokens.py passes a faithful store and flags a corrupted one."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "check_tokens", f"{ROOT}/recipes/dasb/check_tokens.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    wavs = batch[0]
+    _, crops, _ = extracted
+    exact = module.check_utterance(dasb, crops[0], wavs[0])
+    assert exact["semantic_equal"] and exact["global_equal"] and exact["decode_equal"]
+    longer = module.check_utterance(dasb, crops[1], wavs[1])  # the crop kept one frame more
+    assert longer["frames"][0] == longer["frames"][1] + 1
+    assert not longer["semantic_equal"] and longer["global_equal"] and longer["decode_equal"]
+    corrupted = crops[0].clone()
+    corrupted[:, 1] = (corrupted[:, 1] + 1) % dasb.global_size  # another speaker, every frame
+    bad = module.check_utterance(dasb, corrupted, wavs[0])
+    assert bad["semantic_equal"] and not bad["global_equal"] and not bad["decode_equal"]

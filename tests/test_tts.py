@@ -207,4 +207,3 @@ def test_text_missing_is_refused(recipes, tmp_path):
             writer.add(line["index"], torch.zeros(32, dtype=torch.long), torch.arange(5), info)
     with pytest.raises(ManifestError, match=r"index-r000\.jsonl:2: missing required key 'text'"):
         recipes["train"].read_tts_index(str(store))
-

@@ -211,7 +211,9 @@ class BiCodecDASBTokenizer(torch.nn.Module):
     def vocabulary(self):
         """Embeddings of the default codebooks, (K, C, H): what Tokotron's
         ``audio_emb_pretrained`` copies into its token embeddings."""
-        return self.codebook_embeddings()
+        table = self.codebook_embeddings()
+        logger.info("BiCodec DASB vocabulary: (K, C, H) = %s", tuple(table.shape))
+        return table
 
     def train(self, mode=True):
         """Keeps eval mode whatever ``mode`` says (the codec is frozen).
