@@ -222,9 +222,11 @@ def test_dasb_relative_lengths_checked(tiny_tokenizer, tokens):
 
     glob, sem, expected = tokens
     dasb = BiCodecDASBTokenizer(tiny_tokenizer)
-    with pytest.raises(LengthsError, match=r"lengths\[0\] = nan"):
-        dasb.tokens_to_sig(sem[None, :, None], glob[None], lengths=torch.tensor([float("nan")]))
-    out = dasb.tokens_to_sig(sem[None, :, None], glob[None], lengths=torch.tensor([1.0]))
+    packed = dasb.pack(glob[None], sem[None])  # (1, T, 33): the speaker rides on every frame
+    for bad in (float("nan"), 0.0):
+        with pytest.raises(LengthsError, match=r"lengths\[0\] = "):
+            dasb.tokens_to_sig(packed, lengths=torch.tensor([bad]))
+    out = dasb.tokens_to_sig(packed, lengths=torch.tensor([1.0]))
     assert torch.equal(out, expected)
 
 
