@@ -133,7 +133,9 @@ def read_log(path):
         for line in f:
             if line.startswith("step: "):
                 items = line.strip().split(" - ", 1)[1].split(", ")
-                rows.append({k[len("train ") :]: float(v) for k, v in (i.split(": ") for i in items)})
+                rows.append(
+                    {k[len("train ") :]: float(v) for k, v in (i.split(": ") for i in items)}
+                )
     return rows
 
 

@@ -239,7 +239,9 @@ def test_valid_item_from_speech_clip(tmp_path):
 
 
 def test_valid_item_limits_and_short_reference():
-    long = valid_example(torch.randn(24000 * 13, generator=torch.Generator().manual_seed(6)), 24000, 480)
+    long = valid_example(
+        torch.randn(24000 * 13, generator=torch.Generator().manual_seed(6)), 24000, 480
+    )
     assert long["wav"].shape == (12 * 24000,) and long["ssl_wav"].shape == (12 * 16000,)
     short = valid_example(ramp(16000 * 2 + 640), 16000, 320)
     assert short["wav"].shape == (32000,) and short["num_frames"] == 100
@@ -357,6 +359,7 @@ def test_prepare_manifest(tmp_path, caplog):
     assert os.path.isabs(again_entry["wav_path"]) and "text" not in again_entry
 
 
+@pytest.mark.slow
 def test_prepare_manifest_cli_help():
     script = os.path.join(ROOT, "recipes", "prepare_manifest.py")
     result = subprocess.run(

@@ -161,15 +161,12 @@ def test_band_stft_counts_and_maps():
     assert maps[-1].shape == (1, 1, 9, 13 + 20 + 32 + 32 + 33)
 
 
-@pytest.mark.slow
 def test_weight_norm_gain_convention_matches_reference_total():
     """B.9's 42,519,760 counts the weight-norm g and v tensors; table B's 42.50 M is
     the same discriminator with weight norm folded away (``fold_weight_norm``)."""
     disc = BiCodecDiscriminator()
     total = sum(p.numel() for p in disc.parameters())
-    gains = sum(
-        p.numel() for name, p in disc.named_parameters() if name.endswith("original0")
-    )
+    gains = sum(p.numel() for name, p in disc.named_parameters() if name.endswith("original0"))
     assert total == 42_519_760  # B.9: g and v
     assert gains == 5 * MPD_GAINS + 3 * MRD_GAINS == 16_008
     num_convs = 5 * len(MPD_LAYERS) + 3 * len(MRD_LAYERS)
@@ -180,6 +177,7 @@ def test_weight_norm_gain_convention_matches_reference_total():
     assert round(total / 1e6, 2) == 42.52  # not the table's convention
 
 
+@pytest.mark.slow
 def test_eight_subdiscriminators_full_size():
     disc = BiCodecDiscriminator()
     outputs = disc(torch.randn(2, 1, 4800))
@@ -228,6 +226,7 @@ def test_preprocess_waveform():
     assert torch.equal(preprocess_waveform(torch.zeros(1, 1, 10)), torch.zeros(1, 1, 10))
 
 
+@pytest.mark.slow
 def test_dc_offset_and_gain_do_not_change_output():
     torch.manual_seed(0)
     disc = BiCodecDiscriminator(**TINY)
@@ -239,6 +238,7 @@ def test_dc_offset_and_gain_do_not_change_output():
             torch.testing.assert_close(fmap, ref, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_batch_items_are_preprocessed_separately():
     torch.manual_seed(0)
     disc = BiCodecDiscriminator(**TINY)
@@ -260,6 +260,7 @@ def test_two_dimensional_input_and_autocast():
     assert all(torch.isfinite(maps[-1].float()).all() for maps in outputs)
 
 
+@pytest.mark.slow
 def test_gradients_reach_input_and_all_parameters():
     disc = BiCodecDiscriminator(**TINY)
     x = torch.randn(1, 1, 1200, requires_grad=True)

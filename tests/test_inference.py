@@ -17,6 +17,7 @@ def test_properties(tiny_tokenizer):
     assert tiny_tokenizer.hop_length == 320
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("micro_batch", [100, 1, 3])
 def test_batch_equals_single_and_reference(tiny_tokenizer, micro_batch):
     """A padded batch of the four clips gives each clip's reference tokens,
@@ -59,6 +60,7 @@ class DetokenizeSpy:
 BATCH_DECODE_MAX_ABS = 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", ["equal", "unequal"])
 def test_decode_batch_equals_single(tiny_tokenizer, monkeypatch, lengths):
     """A padded batch decoded with ``micro_batch`` covering every item equals
@@ -117,6 +119,7 @@ VOICE_CONVERSION_MAX_ABS = 1e-6
 VOICE_MIN_DIFFERENCE = 0.005
 
 
+@pytest.mark.slow
 def test_voice_conversion(tiny_tokenizer):
     """convert_voice(A, B) is decode(B's global tokens, A's semantic tokens)."""
     a, b = golden("spk1_snt1"), golden("spk2_snt1")
@@ -196,6 +199,7 @@ def test_bad_tokens(tiny_tokenizer):
         tiny_tokenizer.decode(torch.zeros(2, 32, dtype=torch.long), sem)
 
 
+@pytest.mark.slow
 def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
     """A generator exported like training does loads with from_hparams, same tokens."""
     import os

@@ -281,6 +281,7 @@ def test_feature_decoder_shapes():
     assert postnet(x).shape == (2, 20, 7)
 
 
+@pytest.mark.slow
 def test_speaker_branch_shapes_and_tokens():
     """ECAPA frames, perceiver latents, tokens, d-vector and x-vector."""
     torch.manual_seed(0)

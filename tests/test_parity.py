@@ -13,13 +13,19 @@ from conftest import CLIPS, TINY_RELEASE, clip_path, golden
 
 from bicodec_plugin.codec.audio import read_audio_file, reference_clip
 
+# The two long clips (9.9 s, 7.7 s) take most of the time: slow; the short ones are fast.
+CLIP_PARAMS = [
+    clip if clip in ("spk1_snt1", "spk2_snt1") else pytest.param(clip, marks=pytest.mark.slow)
+    for clip in CLIPS
+]
+
 
 def rel_err(a, b):
     """Max abs error relative to the reference tensor's max abs value."""
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("clip", CLIPS)
+@pytest.mark.parametrize("clip", CLIP_PARAMS)
 def test_tokens_identical(tiny_tokenizer, clip):
     """encode_file gives the reference's global and semantic tokens exactly."""
     ref = golden(clip)
@@ -47,7 +53,7 @@ TRAIN_GRAD_BOUND = 3e-5  # measured 1.3e-7..7.6e-6 (decoder.model.6.weight_v the
 TRAIN_SCALAR_REL = 1e-6  # measured: vq_loss 9.4e-8, loss 1.4e-7, perplexity 0
 
 
-@pytest.mark.parametrize("clip", CLIPS)
+@pytest.mark.parametrize("clip", CLIP_PARAMS)
 def test_intermediate_tensors(tiny_tokenizer, clip):
     """wav, ref_wav, feat_mix, ref_mel, z, d_vector within float32 noise (INTERMEDIATE_BOUNDS)."""
     ref = golden(clip)
@@ -72,7 +78,7 @@ def test_intermediate_tensors(tiny_tokenizer, clip):
         assert err < INTERMEDIATE_BOUNDS[name], (name, err)
 
 
-@pytest.mark.parametrize("clip", CLIPS)
+@pytest.mark.parametrize("clip", CLIP_PARAMS)
 def test_decoded_audio(tiny_tokenizer, clip):
     """Decoding the golden tokens gives wav_rec within DECODED_MAX_ABS max abs error."""
     ref = golden(clip)

@@ -89,6 +89,7 @@ def run_dir(recipe, tiny_tokenizer, tmp_path_factory):
     return {"out": out, "manifest": manifest}
 
 
+@pytest.mark.slow
 def test_outputs(run_dir, tiny_tokenizer):
     """Wavs of hop * T samples, CSV of 4 rows + mean with finite metrics, bitrate 300."""
     out = run_dir["out"]
@@ -142,6 +143,7 @@ def test_printed_table(recipe):
     assert "| semantic codes used | 57 / 64 (89.1%) |" in lines
 
 
+@pytest.mark.slow
 def test_resume_and_overwrite(recipe, run_dir, tiny_tokenizer, tmp_path):
     """A rerun reuses existing wavs (metrics recomputed); --overwrite redoes them."""
     out = str(tmp_path / "out")
@@ -239,6 +241,7 @@ def wer_scorer(reference_dir):
     return WERScorer()
 
 
+@pytest.mark.slow
 def test_speaker_similarity(speaker_similarity):
     """Self ~1; two halves of one speaker score above different speakers."""
     sim = speaker_similarity
@@ -262,6 +265,7 @@ def test_speaker_similarity(speaker_similarity):
     assert same > max(different.values()) + 0.1
 
 
+@pytest.mark.slow
 def test_mos(mos_predictor):
     """A clean clip scores higher than the same clip with heavy noise (0 dB SNR)."""
     clean = _clip16k("spk1_snt1")
@@ -272,6 +276,7 @@ def test_mos(mos_predictor):
     assert clean_mos > 3.5 and clean_mos - noisy_mos > 1.0
 
 
+@pytest.mark.slow
 def test_wer(wer_scorer):
     """Clean speech: its transcript is right and scores 0; noise at -5 dB SNR scores worse."""
     clean = _clip16k("spk1_snt1")
@@ -290,6 +295,7 @@ def test_wer(wer_scorer):
     assert degraded["wer"] > 0.1 and degraded["cer"] > 0.0
 
 
+@pytest.mark.slow
 def test_recipe_model_metrics(
     recipe, run_dir, tiny_tokenizer, tmp_path, speaker_similarity, mos_predictor, wer_scorer
 ):
