@@ -227,18 +227,17 @@ def test_each_generator_term_reaches_the_generator(tmp_path, tiny_w2v, manifest)
     brain.optimizer_step = D_VECTOR_TRAIN_START + 1  # d-vector phase: the speaker loss too
     gen = brain.modules.generator
     weights = dict(brain.hparams.loss_weights)
-    batch = next(batches)
     brain.modules.discriminator.requires_grad_(False)  # as fit_batch does for G's pass
     try:
+        out, target, feats, condition = brain.compute_forward(next(batches), sb.Stage.TRAIN)
+        assert condition == "d_vector"
         for term in GENERATOR_TERMS:
             brain.hparams.loss_weights = {k: float(k == term) for k in weights}
-            out, target, feats, condition = brain.compute_forward(batch, sb.Stage.TRAIN)
-            assert condition == "d_vector"
             total, log = brain.generator_loss(out, target, feats, condition, sb.Stage.TRAIN)
             assert term in log and math.isfinite(log[term]), (term, log)
             assert total.requires_grad, f"the {term} term does not depend on the generator"
             gen.zero_grad(set_to_none=True)
-            total.backward()
+            total.backward(retain_graph=True)
             grads = [p.grad for p in gen.parameters() if p.grad is not None]
             norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
             assert all(torch.isfinite(g).all() for g in grads), term
