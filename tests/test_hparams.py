@@ -91,6 +91,7 @@ def count(module):
 
 
 # --------------------------------------------------------------- architecture
+@pytest.mark.slow
 def test_every_recipe_builds(recipes):
     """Each file in hparams/ builds a codec, a discriminator and a front-end."""
     from bicodec_plugin.codec.model import BiCodec
@@ -105,6 +106,7 @@ def test_every_recipe_builds(recipes):
         assert hparams["codec"].ssl is None, name  # training keeps the front-end outside
 
 
+@pytest.mark.slow
 def test_16k_generator_is_the_release(recipes, reference_dir):
     """156,330,380 parameters and exactly the release's keys and shapes."""
     from bicodec_plugin.formats.weights import release_state_dict
@@ -122,6 +124,7 @@ def test_16k_generator_is_the_release(recipes, reference_dir):
     assert {k: v for k, v in ours.items() if expected[k] != v} == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bicodec_16k.yaml", "bicodec_24k.yaml"])
 def test_discriminator_is_sparkvox(recipes, name):
     """5 period + 3 multi-band STFT discriminators: 42,519,760 parameters."""
@@ -134,6 +137,7 @@ def test_discriminator_is_sparkvox(recipes, name):
     assert [c.stride[0] for c in convs] == [3, 3, 3, 3, 1]
 
 
+@pytest.mark.slow
 def test_24k_differs_from_16k_only_in_the_last_decoder_block(recipes):
     """Same keys and shapes but the wave generator's last upsampling block; hop 480."""
     c16, c24 = recipes["bicodec_16k.yaml"]["codec"], recipes["bicodec_24k.yaml"]["codec"]
@@ -147,6 +151,7 @@ def test_24k_differs_from_16k_only_in_the_last_decoder_block(recipes):
     assert mel.shape[-1] == 451
 
 
+@pytest.mark.slow
 def test_tiny_builds_the_same_classes(recipes):
     """The tiny recipe wires the same lobe classes as the 16 kHz one, in the same tree."""
 
@@ -161,6 +166,7 @@ def test_tiny_builds_the_same_classes(recipes):
         assert all(names_big[n] == names_tiny[n] for n in shared), part
 
 
+@pytest.mark.slow
 def test_tiny_sizes_are_the_tiny_release(recipes, reference_dir):
     """hparams/bicodec_tiny.yaml, testing.TINY_ARCH and the tiny release agree."""
     from bicodec_plugin.formats.release import read_release_config, release_to_arch
@@ -214,6 +220,7 @@ def header_config(name):
     return match.group(1), match.group(2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bicodec_16k.yaml", "bicodec_24k.yaml"])
 def test_training_values_follow_the_named_sparkvox_config(recipes, name):
     """Every training value of a full-size recipe is its SparkVox config's (in batches)."""
@@ -257,6 +264,7 @@ def test_training_values_follow_the_named_sparkvox_config(recipes, name):
     assert h["disc"]["disc_swap_hop_and_window"] is True  # SparkVox's effective STFTs
 
 
+@pytest.mark.slow
 def test_tiny_follows_the_16k_training_logic(recipes):
     """The tiny recipe changes sizes and step counts only, never the loss recipe."""
     tiny, full = recipes["bicodec_tiny.yaml"], recipes["bicodec_16k.yaml"]

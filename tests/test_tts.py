@@ -102,6 +102,7 @@ def tts(trained, recipes):
     return recipes["synthesize"].SparkTTS.from_hparams(hparams, device="cpu")
 
 
+@pytest.mark.slow
 def test_training_logs_and_memorises(trained, tts):
     """Teacher-forced semantic accuracy of each training utterance > 0.9."""
     from bicodec_plugin.downstream.token_store import TokenStore
@@ -116,6 +117,7 @@ def test_training_logs_and_memorises(trained, tts):
         assert score["sem_acc"] > MIN_SEMANTIC_ACCURACY, (index, score)
 
 
+@pytest.mark.slow
 def test_resume(trained, recipes):
     """Rerunning the finished command recovers the checkpoint and trains no further."""
     brain = recipes["train"].main(
@@ -132,6 +134,7 @@ def test_resume(trained, recipes):
     assert brain.hparams.noam_annealing.n_steps == 100
 
 
+@pytest.mark.slow
 def test_synthesis_from_text_and_reference(trained, tts, tiny_tokenizer, recipes):
     """Greedy decoding of a training text with its own voice says that utterance again."""
     from bicodec_plugin.downstream.token_store import TokenStore
@@ -157,6 +160,7 @@ def test_synthesis_from_text_and_reference(trained, tts, tiny_tokenizer, recipes
         assert capped.stop_reason == "max_length"
 
 
+@pytest.mark.slow
 def test_synthesis_cli(trained, recipes, tmp_path):
     """The command line: hparams + codec release + text + reference -> a wav file."""
     import soundfile
@@ -178,6 +182,7 @@ def test_synthesis_cli(trained, recipes, tmp_path):
     assert info.frames == 320 * result.semantic_tokens.numel() <= 320 * 40
 
 
+@pytest.mark.slow
 def test_generated_voice(tts):
     """Without a reference the LM (predict_global) writes the 32 global tokens itself."""
     glob, semantic, reason = tts.generate(TEXTS["spk2_snt1"], temperature=0, max_new_tokens=5)
