@@ -9,8 +9,9 @@ The folder holds:
 - ``codec.safetensors``: the generator's weights (postnet dropped) under the
   reference's key names, loaded by the same strict loader as release folders
   (:func:`bicodec_plugin.formats.weights.load_codec_weights`);
-- ``wav2vec2/``: a copy of the front-end's model when training used a local
-  folder (a hub id is written as is).
+- ``wav2vec2/`` (or ``whisper/``): a copy of the front-end's model when
+  training used a local folder (a hub id is written as is), so that the
+  folder tokenizes offline with the very features it was trained on.
 
 Load it with ``BiCodecTokenizer.from_hparams(source=folder)``.
 
@@ -27,7 +28,9 @@ from bicodec_plugin.formats.weights import release_state_dict
 
 WEIGHTS_FILE = "codec.safetensors"
 SSL_DIR = "wav2vec2"
-FRONTEND_FILES = ("frontend_wav2vec2",)
+# Front-end architecture files, and the export sub-folder for their model.
+FRONTEND_DIRS = {"frontend_wav2vec2": SSL_DIR, "frontend_whisper": "whisper"}
+FRONTEND_FILES = tuple(FRONTEND_DIRS)
 
 HEADER = """\
 # ############################################################################
@@ -108,13 +111,17 @@ def export_codec(hparams, folder):
     front = read_arch_tree(front_file)
     for key in arch_defaults(front_file):
         front[key] = _flow(hparams["frontend"][key])
-    source = str(hparams["frontend"]["ssl_source"])
-    if os.path.isdir(source):
-        target = os.path.join(folder, SSL_DIR)
-        if os.path.abspath(target) != os.path.abspath(source):
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        front["ssl_source"] = TaggedScalar(f"<source_folder>/{SSL_DIR}", tag="!ref")
-    front["ssl_save_path"] = None
+    source = hparams["frontend"]["ssl_source"]
+    if source is None:  # the front-end's default model (e.g. from a package)
+        source = getattr(hparams["frontend"]["ssl"], "source", None)
+    if source is not None and os.path.isdir(str(source)):
+        subdir = FRONTEND_DIRS[front_file]
+        target = os.path.join(folder, subdir)
+        if os.path.abspath(target) != os.path.abspath(str(source)):
+            shutil.copytree(str(source), target, dirs_exist_ok=True)
+        front["ssl_source"] = TaggedScalar(f"<source_folder>/{subdir}", tag="!ref")
+    if "ssl_save_path" in front:
+        front["ssl_save_path"] = None
 
     codec = read_arch_tree("codec")
     del codec["ssl"]  # the front-end above defines it
