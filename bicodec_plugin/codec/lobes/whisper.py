@@ -171,15 +171,15 @@ class WhisperEncoder(SemanticFrontend):
         super().__init__()
         import ctranslate2
 
+        self.window_seconds, self.context_seconds = self._check_window(
+            window_seconds, context_seconds
+        )
         self.source = os.path.abspath(source) if source is not None else default_whisper_folder()
         if not os.path.isfile(os.path.join(self.source, "model.bin")):
             raise FileNotFoundError(
                 f"ssl_source {self.source!r} is not a CTranslate2 Whisper folder (no model.bin)"
             )
         self.compute_type = compute_type
-        self.window_seconds, self.context_seconds = self._check_window(
-            window_seconds, context_seconds
-        )
         self._ct2 = ctranslate2
         self._model_device = None
         self.model = None
