@@ -12,7 +12,8 @@
 3. loads the export with ``BiCodecTokenizer.from_hparams``, tokenizes the
    held-out clips and resynthesises them, and prints what the tokens carry:
    validation semantic perplexity, distinct semantic and global tokens per
-   clip, how many of the 32 global tokens differ between the two voices,
+   clip, how many of the 32 global tokens differ between clips of the two
+   voices and within a voice,
    mel distance and STOI of the resynthesis, and the time taken; it writes
    wavs, a spectrogram PNG and ``summary.json``.
 
@@ -120,14 +121,18 @@ def evaluate(tokenizer, clips, results):
 
 
 def voice_difference(rows):
-    """Global tokens that differ (of 32) between the first clip of each voice, or None."""
-    first = {}
-    for row in rows:
-        first.setdefault(row["speaker"], row["global_tokens"])
-    if len(first) < 2:
-        return None
-    a, b = list(first.values())[:2]
-    return sum(x != y for x, y in zip(a, b))
+    """Mean number of the 32 global tokens that differ between two clips of different
+    voices, and between two clips of the same voice (None without such pairs)."""
+    same, other = [], []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            differ = sum(x != y for x, y in zip(a["global_tokens"], b["global_tokens"]))
+            (same if a["speaker"] == b["speaker"] else other).append(differ)
+
+    def mean(values):
+        return sum(values) / len(values) if values else None
+
+    return {"different_voices": mean(other), "same_voice": mean(same)}
 
 
 def main(argv=None):
@@ -231,8 +236,12 @@ def main(argv=None):
             f"STOI {row['stoi']:.3f}; global {row['global_tokens'][:6]} ..."
         )
     differ = summary["global_tokens_differing_between_voices"]
-    if differ is not None:
-        print(f"global tokens that differ between the two voices: {differ} of 32")
+    if differ["different_voices"] is not None and differ["same_voice"] is not None:
+        print(
+            f"global tokens that differ (of 32, mean over clip pairs): "
+            f"{differ['different_voices']:.1f} between the two voices, "
+            f"{differ['same_voice']:.1f} within a voice"
+        )
     print(
         f"mean over {len(rows)} held-out clips: mel distance {summary['mean_mel_distance']:.3f}, "
         f"STOI {summary['mean_stoi']:.3f}"
