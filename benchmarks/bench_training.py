@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-For each configuration (``hparams/bicodec_tiny.yaml``, ``bicodec_16k.yaml``,
+For each configuration (``hparams/bicodec_tiny_wav2vec2.yaml``, ``bicodec_16k.yaml``,
 ``bicodec_24k.yaml``) the hparams file is loaded with HyperPyYAML (the wav2vec2
 ``ssl_source`` pointed at a small random model built on the fly) and a
 :class:`~bicodec_plugin.training.brain.BiCodecBrain` is built from it exactly as
@@ -61,7 +61,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 CONFIGS = {
-    "tiny": "bicodec_tiny.yaml",
+    "tiny": "bicodec_tiny_wav2vec2.yaml",
     "16k": "bicodec_16k.yaml",
     "24k": "bicodec_24k.yaml",
 }

@@ -181,3 +181,11 @@ def tiny_wav2vec2_dir(tmp_path_factory):
     from bicodec_plugin.testing import make_tiny_wav2vec2
 
     return make_tiny_wav2vec2(str(tmp_path_factory.mktemp("w2v")), seed=0, num_layers=18)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory):
+    """A random Whisper in CTranslate2 format, 384 wide like tiny.en, 2 encoder layers."""
+    from bicodec_plugin.testing import make_tiny_whisper
+
+    return make_tiny_whisper(str(tmp_path_factory.mktemp("whisper")), width=384)

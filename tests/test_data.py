@@ -217,11 +217,40 @@ def test_ssl_window_alignment_at_24k():
     assert error < 1e-3
 
 
+@pytest.mark.parametrize("hop", [320, 480])
+def test_whole_utterance_input_puts_the_target_on_its_frames(hop):
+    """ssl_context None: the 16 kHz input is the whole utterance (+80 zeros, so the last
+    hop has a frame), the target starts on a hop, and its frames start at ssl_drop_frames."""
+    sample_rate = 50 * hop
+    wav = ramp(sample_rate * 5)
+    generator = torch.Generator().manual_seed(5)
+    starts = set()
+    for _ in range(20):
+        item = train_example(wav, sample_rate, hop, ssl_context=None, generator=generator)
+        start, frames = item["start"], item["num_frames"]
+        assert start % hop == 0 and item["ssl_drop_frames"] == start // hop
+        assert torch.equal(item["wav"], wav[start : start + frames * hop])
+        whole = resample(wav.double().numpy(), sample_rate, 16000)
+        assert item["ssl_wav"].shape[0] == whole.shape[0] + 80
+        assert ssl_num_frames(item["ssl_wav"].shape[0]) == wav.shape[0] // hop
+        # The target's 16 kHz samples sit at 320 * ssl_drop_frames.
+        first = 320 * item["ssl_drop_frames"]
+        got = item["ssl_wav"][first : first + 320 * frames].double().numpy()
+        error = np.abs(got - whole[first : first + 320 * frames]).max() / np.abs(whole).max()
+        assert error < 1e-6  # float32 storage of the same samples
+        starts.add(start)
+    assert len(starts) > 5
+    short = train_example(ramp(sample_rate), sample_rate, hop, ssl_context=None)
+    assert short["start"] == 0 and short["ssl_drop_frames"] == 0
+    assert ssl_num_frames(short["ssl_wav"].shape[0]) >= short["num_frames"]
+
+
 def test_hop_must_match_ssl_frames():
     with pytest.raises(ValueError, match="20 ms"):
         check_ssl_alignment(16000, 256)
     with pytest.raises(ValueError, match="ssl_context"):
         check_ssl_alignment(16000, 320, ssl_context=0.01)
+    check_ssl_alignment(16000, 320, ssl_context=None)  # whole utterances
 
 
 # Validation items and loading ----------------------------------------------

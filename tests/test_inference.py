@@ -200,8 +200,14 @@ def test_bad_tokens(tiny_tokenizer):
 
 
 @pytest.mark.slow
-def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
-    """A generator exported like training does loads with from_hparams, same tokens."""
+@pytest.mark.parametrize(
+    "recipe, subdir", [("bicodec_tiny_wav2vec2.yaml", "wav2vec2"), ("bicodec_tiny.yaml", "whisper")]
+)
+def test_export_from_hparams_roundtrip(
+    tmp_path, tiny_wav2vec2_dir, tiny_whisper_dir, recipe, subdir
+):
+    """A generator exported like training does loads with from_hparams, same tokens
+    (with each front-end; the export carries a copy of the front-end's model)."""
     import os
 
     from hyperpyyaml import load_hyperpyyaml
@@ -209,18 +215,19 @@ def test_export_from_hparams_roundtrip(tmp_path, tiny_wav2vec2_dir):
     from bicodec_plugin.formats.export import export_codec
     from bicodec_plugin.inference import BiCodecTokenizer
 
-    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
+    source = tiny_whisper_dir if subdir == "whisper" else tiny_wav2vec2_dir
+    path = os.path.join(os.path.dirname(__file__), "..", "hparams", recipe)
     with open(path, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(
-            fin, {"ssl_source": tiny_wav2vec2_dir, "train_manifest": "unused.jsonl"}
-        )
+        hparams = load_hyperpyyaml(fin, {"ssl_source": source, "train_manifest": "unused.jsonl"})
     codec = hparams["codec"]
     torch.manual_seed(0)
     with torch.no_grad():  # a trained-looking usage EMA and non-trivial weights
         codec.quantizer.cluster_size.uniform_()
     folder = export_codec(hparams, str(tmp_path / "export"))
-    assert sorted(os.listdir(folder)) == ["codec.safetensors", "hyperparams.yaml", "wav2vec2"]
+    assert sorted(os.listdir(folder)) == ["codec.safetensors", "hyperparams.yaml", subdir]
+    assert sorted(os.listdir(os.path.join(folder, subdir))) == sorted(os.listdir(source))
     tok = BiCodecTokenizer.from_hparams(folder, run_opts={"device": "cpu"})
+    assert type(tok.codec.ssl) is type(hparams["ssl"])
     assert torch.equal(tok.codec.quantizer.cluster_size, codec.quantizer.cluster_size)
     codec.ssl = hparams["ssl"]
     codec.eval()

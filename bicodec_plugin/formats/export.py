@@ -9,8 +9,9 @@ The folder holds:
 - ``codec.safetensors``: the generator's weights (postnet dropped) under the
   reference's key names, loaded by the same strict loader as release folders
   (:func:`bicodec_plugin.formats.weights.load_codec_weights`);
-- ``wav2vec2/``: a copy of the front-end's model when training used a local
-  folder (a hub id is written as is).
+- ``wav2vec2/`` (or ``whisper/``): a copy of the front-end's model when
+  training used a local folder (a hub id is written as is), so that the
+  folder tokenizes offline with the very features it was trained on.
 
 The folder is self-contained: the pretrainer
 (:class:`bicodec_plugin.formats.hub.RelativePretrainer`) names
@@ -35,11 +36,16 @@ from bicodec_plugin.formats.weights import ReleaseLoadError, release_state_dict
 
 WEIGHTS_FILE = "codec.safetensors"
 SSL_DIR = "wav2vec2"
-FRONTEND_FILES = ("frontend_wav2vec2",)
+# Front-end architecture files and the export sub-folder for their model.
+FRONTEND_DIRS = {"frontend_wav2vec2": SSL_DIR, "frontend_whisper": "whisper"}
+FRONTEND_FILES = tuple(FRONTEND_DIRS)
 # Names a Hugging Face wav2vec2 folder stores its weights under (first found wins).
 SSL_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # Config entries that describe the file, not the model.
 CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "model_type", "dtype", "torch_dtype")
+# Files of a CTranslate2 Whisper folder that the encoder loads.
+WHISPER_FILES = ("model.bin", "config.json")
+WHISPER_VOCABULARIES = ("vocabulary.json", "vocabulary.txt")
 
 HEADER = """\
 # ############################################################################
@@ -105,21 +111,40 @@ def export_codec(hparams, folder):
     front = read_arch_tree(front_file)
     for key in arch_defaults(front_file):
         front[key] = _flow(hparams["frontend"][key])
-    source = str(hparams["frontend"]["ssl_source"])
-    ssl_weights = None
-    if os.path.isdir(source):
-        target = os.path.join(folder, SSL_DIR)
-        if os.path.abspath(target) != os.path.abspath(source):
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        # Built from its config here, weights loaded by the pretrainer: no path
-        # in the yaml, so the folder loads wherever it is fetched to.
-        front["ssl_source"] = _wav2vec2_config_node(target)
+    ssl_weights, ssl_hook = None, None
+    if front_file == "frontend_wav2vec2":
+        source = str(hparams["frontend"]["ssl_source"])
+        if os.path.isdir(source):
+            target = os.path.join(folder, SSL_DIR)
+            if os.path.abspath(target) != os.path.abspath(source):
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            # Built from its config here, weights loaded by the pretrainer: no path
+            # in the yaml, so the folder loads wherever it is fetched to.
+            front["ssl_source"] = _wav2vec2_config_node(target)
+            front.ca.items.pop("ssl_source", None)
+            front.yaml_add_eol_comment(
+                f"{SSL_DIR}/config.json; weights: the pretrainer", "ssl_source"
+            )
+            front["ssl_normalize"] = bool(hparams["frontend"]["ssl"].normalize)
+            front["ssl_init_weights"] = False  # the pretrainer loads them
+            ssl_weights = f"{SSL_DIR}/{_weights_name(target)}"
+            ssl_hook = "bicodec_plugin.formats.export.load_frontend_weights"
+        front["ssl_save_path"] = None
+    else:  # Whisper: the CTranslate2 folder travels, the pretrainer loads it
+        source = hparams["frontend"]["ssl"].source
+        subdir = FRONTEND_DIRS[front_file]
+        ssl_weights = [f"{subdir}/{name}" for name in _whisper_files(source)]
+        target = os.path.join(folder, subdir)
+        os.makedirs(target, exist_ok=True)
+        for name in ssl_weights:
+            shutil.copyfile(
+                os.path.join(source, os.path.basename(name)), os.path.join(folder, name)
+            )
+        front["ssl_source"] = None
         front.ca.items.pop("ssl_source", None)
-        front.yaml_add_eol_comment(f"{SSL_DIR}/config.json; weights: the pretrainer", "ssl_source")
-        front["ssl_normalize"] = bool(hparams["frontend"]["ssl"].normalize)
-        front["ssl_init_weights"] = False  # the pretrainer loads them
-        ssl_weights = f"{SSL_DIR}/{_weights_name(target)}"
-    front["ssl_save_path"] = None
+        front.yaml_add_eol_comment(f"{subdir}/: the pretrainer loads it", "ssl_source")
+        front["ssl_load"] = False
+        ssl_hook = "bicodec_plugin.codec.lobes.whisper.load_whisper_model"
 
     codec = read_arch_tree("codec")
     del codec["ssl"]  # the front-end above defines it
@@ -139,7 +164,7 @@ def export_codec(hparams, folder):
     text.write("\n")
     dumper.dump(codec, text)
     text.write("\n")
-    dumper.dump(_inference_tree(ssl_weights), text)
+    dumper.dump(_inference_tree(ssl_weights, ssl_hook), text)
     with open(os.path.join(folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
         fout.write(text.getvalue())
 
@@ -253,8 +278,20 @@ def _wav2vec2_config_node(ssl_folder):
     return node
 
 
-def _inference_tree(ssl_weights=None):
-    """``modules`` and the ``pretrainer``; the front-end's weights too when they travel along."""
+def _whisper_files(source):
+    """The files of a CTranslate2 Whisper folder that the encoder needs."""
+    names = [n for n in WHISPER_FILES if os.path.isfile(os.path.join(source, n))]
+    vocabulary = [n for n in WHISPER_VOCABULARIES if os.path.isfile(os.path.join(source, n))]
+    if len(names) != len(WHISPER_FILES) or not vocabulary:
+        raise ValueError(
+            f"{source}: a CTranslate2 Whisper folder needs {', '.join(WHISPER_FILES)} and "
+            f"one of {', '.join(WHISPER_VOCABULARIES)}"
+        )
+    return names + vocabulary[:1]
+
+
+def _inference_tree(ssl_weights=None, ssl_hook=None):
+    """``modules`` and the ``pretrainer``; the front-end's model too when it travels along."""
     from ruamel.yaml.comments import CommentedMap, TaggedScalar
     from ruamel.yaml.tag import Tag
 
@@ -269,8 +306,8 @@ def _inference_tree(ssl_weights=None):
     hooks = CommentedMap(codec=hook("bicodec_plugin.formats.weights.load_codec_weights"))
     if ssl_weights is not None:
         loadables["ssl"] = ref("ssl")
-        paths["ssl"] = ssl_weights
-        hooks["ssl"] = hook("bicodec_plugin.formats.export.load_frontend_weights")
+        paths["ssl"] = _flow(ssl_weights)  # a file, or the files of a folder
+        hooks["ssl"] = hook(ssl_hook)
     pretrainer = CommentedMap(loadables=loadables, relative_paths=paths, custom_hooks=hooks)
     pretrainer.yaml_set_ctag(Tag(suffix="!new:bicodec_plugin.formats.hub.RelativePretrainer"))
     return CommentedMap(modules=CommentedMap(codec=ref("codec")), pretrainer=pretrainer)

@@ -383,7 +383,9 @@ class RelativePretrainer(Pretrainer):
     collect_in, loadables, paths, custom_hooks, conditions
         As :class:`speechbrain.utils.parameter_transfer.Pretrainer`.
     relative_paths : dict, optional
-        Loadable name -> path inside the model's folder or repository.
+        Loadable name -> path inside the model's folder or repository, or a
+        list of paths of one folder's files (the loadable's hook then gets
+        the folder they were fetched to).
 
     Example
     -------
@@ -461,15 +463,37 @@ class RelativePretrainer(Pretrainer):
         found = {}
         for name in ours:
             relative = self.relative_paths[name]
-            extension = os.path.splitext(relative)[1] or PARAMFILE_EXT
-            path = fetch_model_file(
-                default_source,
-                relative,
-                savedir=self.collect_in,
-                save_filename=name + extension,
-                fetch_config=fetch_config,
-                local_strategy=local_strategy,
-            )
+            if isinstance(relative, (list, tuple)):
+                # The files of one folder (e.g. a CTranslate2 model): fetched side
+                # by side, and the loadable gets that folder.
+                paths = [
+                    fetch_model_file(
+                        default_source,
+                        file,
+                        savedir=self.collect_in,
+                        save_filename=f"{name}/{os.path.basename(file)}",
+                        fetch_config=fetch_config,
+                        local_strategy=local_strategy,
+                    )
+                    for file in relative
+                ]
+                folders = {str(pathlib.Path(p).parent) for p in paths}
+                if len(folders) != 1:
+                    raise ReleaseLoadError(
+                        f"{default_source}: the files {list(relative)} of '{name}' did not "
+                        f"land in one folder ({sorted(folders)})"
+                    )
+                path = folders.pop()
+            else:
+                extension = os.path.splitext(relative)[1] or PARAMFILE_EXT
+                path = fetch_model_file(
+                    default_source,
+                    relative,
+                    savedir=self.collect_in,
+                    save_filename=name + extension,
+                    fetch_config=fetch_config,
+                    local_strategy=local_strategy,
+                )
             self.paths[name] = str(path)
             self.is_local.append(name)
             found[name] = path

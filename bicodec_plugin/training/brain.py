@@ -92,7 +92,7 @@ def checkpoint_meta(stats, stage_loss, step):
 class BiCodecBrain(sb.Brain):
     """Trains BiCodec (``modules.generator``) against ``modules.discriminator``.
 
-    Expected hparams: ``ssl`` (frozen :class:`Wav2Vec2LayerMix`, kept out of
+    Expected hparams: ``ssl`` (a frozen semantic front-end, kept out of
     ``modules``), ``mel_loss``, ``gen_adv_loss``, ``disc_adv_loss``,
     ``feat_match_loss``, ``speaker_loss``, ``feat_loss``, ``loss_weights``
     (dict), ``opt_class_generator``, ``opt_class_discriminator``,
@@ -161,10 +161,12 @@ class BiCodecBrain(sb.Brain):
     # ------------------------------------------------------------- features
     @torch.no_grad()
     def ssl_features(self, batch):
-        """wav2vec2 layer mix of the batch's 16 kHz windows, aligned to the target.
+        """Semantic front-end features of the batch's 16 kHz input, aligned to the target.
 
-        Drops the context frames and keeps ``num_frames`` (zero-padded if the
-        window is short), so frame t covers hop t of ``batch.wav``.
+        Drops each item's ``ssl_drop_frames`` (the context, or with whole
+        utterances the frames before the target) and keeps ``num_frames``
+        (zero-padded if the input is short), so frame t covers hop t of
+        ``batch.wav``.
 
         Returns
         -------
@@ -175,12 +177,15 @@ class BiCodecBrain(sb.Brain):
         lengths = torch.round(ssl_lens * ssl_wav.shape[1]).long()
         padded = bool((lengths < ssl_wav.shape[1]).any())
         feats = self.hparams.ssl(ssl_wav, lengths if padded else None)
-        drop = int(batch.ssl_drop_frames[0])
+        drops = [int(d) for d in batch.ssl_drop_frames]
         frames = int(batch.num_frames.max())
-        feats = feats[:, drop : drop + frames]
-        if feats.shape[1] < frames:
-            feats = torch.nn.functional.pad(feats, (0, 0, 0, frames - feats.shape[1]))
-        return feats
+        short = max(drops) + frames - feats.shape[1]
+        if short > 0:
+            feats = torch.nn.functional.pad(feats, (0, 0, 0, short))
+        if len(set(drops)) == 1:
+            return feats[:, drops[0] : drops[0] + frames]
+        # Whole utterances (ssl_context None): each target starts elsewhere.
+        return torch.stack([f[d : d + frames] for f, d in zip(feats, drops)])
 
     def condition(self, stage):
         """x-vector up to and including batch ``d_vector_train_start`` (training only), then d-vector.

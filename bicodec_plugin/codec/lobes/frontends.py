@@ -1,5 +1,6 @@
-"""Front-ends: the linear-magnitude mel of the speaker branch, and the frozen
-wav2vec2 layer mix of the semantic branch.
+"""Front-ends: the linear-magnitude mel of the speaker branch, the semantic
+front-end contract (:class:`SemanticFrontend`) and its released implementation,
+the frozen wav2vec2 layer mix (:class:`Wav2Vec2LayerMix`).
 
 Authors
  * BiCodec plugin authors 2026
@@ -12,7 +13,12 @@ import torchaudio
 from speechbrain.utils.logger import get_logger
 from torch import nn
 
-from bicodec_plugin.codec.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+from bicodec_plugin.codec.audio import (
+    SSL_HOP,
+    SSL_RECEPTIVE_FIELD,
+    SSL_SAMPLE_RATE,
+    ssl_num_frames_tensor,
+)
 from bicodec_plugin.formats.weights import (
     ReleaseLoadError,
     check_finite_parameters,
@@ -118,7 +124,94 @@ def normalize_per_utterance(wavs, lengths=None):
     return (out * mask).to(wavs.dtype)
 
 
-class Wav2Vec2LayerMix(nn.Module):
+class SemanticFrontend(nn.Module):
+    """The contract between BiCodec and its frozen semantic front-end.
+
+    The semantic encoder, the training data pipeline
+    (:mod:`bicodec_plugin.training.data`, ``BiCodecBrain.ssl_features``) and
+    tokenization (``BiCodec.tokenize``) rely on exactly this, whatever model
+    computes the features:
+
+    * **Input**: 16 kHz audio ``wavs`` (B, N), float, and optionally
+      ``lengths`` (B,), the valid samples of each item (absolute ints).
+      ``N`` must be at least 400 (one frame); a shorter input is an error.
+    * **Output**: features (B, T, C) in float32 with ``C = output_size`` and
+      ``T = floor((N - 400) / 320) + 1``, wav2vec2's frame count
+      (:func:`~bicodec_plugin.codec.audio.ssl_num_frames`); frame t describes
+      the samples around ``320 * t + 200`` (the centre of wav2vec2's window
+      ``[320 t, 320 t + 400)``), so frame t lines up with hop t of the codec at
+      any model rate of 50 hops per second.
+    * **Padding**: with ``lengths``, each item's frames are its features
+      alone (an item never sees another's padding), and frames at or past
+      ``num_frames(lengths)`` are zero.
+    * **Grid shifts**: cutting the input at a multiple of 320 samples shifts
+      the frame grid by whole frames (frame counts and alignment, always).
+      Whether the feature *values* survive the cut too is the class
+      attribute ``shift_invariant``. Training relies on it: with
+      ``shift_invariant`` the data pipeline hands the front-end the target
+      segment with ``ssl_context`` seconds (a whole number of frames) of
+      real audio on each side and drops the context frames (wav2vec2's
+      convolutional positions make its features local); without it
+      (Whisper's absolute positions: the same audio 1 s later gives features
+      of cosine ~0.7) the recipe must set ``ssl_context: null``, the whole
+      utterance, so that training sees each frame at the position
+      tokenization gives it.
+    * **Long input**: :meth:`forward_windowed` computes one utterance in
+      windows with context, same T, memory bounded by the window.
+    * **Frozen**: eval mode (no dropout or masking), no gradients, and
+      ``train()`` does not change that. It is kept out of the trained
+      modules and checkpoints; ``.to(device)`` puts it on a device (one
+      instance per DDP process, on the process's device).
+
+    Subclasses implement :meth:`forward` and :meth:`forward_windowed` and set
+    ``output_size``; they call :meth:`freeze` at the end of ``__init__``.
+    """
+
+    sample_rate = SSL_SAMPLE_RATE
+    hop_length = SSL_HOP
+    receptive_field = SSL_RECEPTIVE_FIELD
+    output_size = None
+    shift_invariant = True
+
+    def freeze(self):
+        """Eval mode and no gradients, for good."""
+        self.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode=True):
+        """Keeps the front-end in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+    def num_frames(self, lengths):
+        """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
+        return ssl_num_frames_tensor(lengths)
+
+    def check_input(self, wavs):
+        """Raises ``ValueError`` unless ``wavs`` is (B, N) with N >= 400."""
+        if wavs.dim() != 2:
+            raise ValueError(f"expected 16 kHz audio of shape (B, N), got {tuple(wavs.shape)}")
+        if wavs.shape[1] < SSL_RECEPTIVE_FIELD:
+            raise ValueError(
+                f"audio too short for the semantic front-end: {wavs.shape[1]} samples "
+                f"(at least {SSL_RECEPTIVE_FIELD} at 16 kHz)"
+            )
+
+    def zero_past_lengths(self, feats, lengths):
+        """Zeroes the frames at or past each item's ``num_frames(lengths)``."""
+        frames = self.num_frames(lengths).to(feats.device)
+        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
+        return feats * valid.unsqueeze(-1)
+
+    def forward(self, wavs, lengths=None):
+        """(B, N) 16 kHz audio, optional (B,) lengths -> (B, T, C) features."""
+        raise NotImplementedError
+
+    def forward_windowed(self, wav, window_seconds=30.0, context_seconds=5.0):
+        """(1, N) audio of one utterance -> (1, T, C), in windows with context."""
+        raise NotImplementedError
+
+
+class Wav2Vec2LayerMix(SemanticFrontend):
     """Frozen wav2vec2 returning the mean of some hidden states (BiCodec: 11, 14, 16).
 
     Loads a HF ``transformers`` model from a local folder or a hub id, and
@@ -211,8 +304,7 @@ class Wav2Vec2LayerMix(nn.Module):
         self.truncated = truncate
         self.model = model
         self.output_size = config.hidden_size
-        self.model.eval()
-        self.model.requires_grad_(False)
+        self.freeze()
 
     @staticmethod
     def _disable_stochastic(config):
@@ -235,16 +327,6 @@ class Wav2Vec2LayerMix(nn.Module):
                 source if isinstance(source, str) else "model",
             )
             return True
-
-    def train(self, mode=True):
-        """Keeps the frozen model in eval mode whatever ``mode`` is."""
-        super().train(mode)
-        self.model.eval()
-        return self
-
-    def num_frames(self, lengths):
-        """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
-        return ssl_num_frames_tensor(lengths)
 
     def _mix(self, output):
         """Mean of the selected hidden states, summed in the reference's order."""
@@ -315,13 +397,7 @@ class Wav2Vec2LayerMix(nn.Module):
             (B, T, C) float32, T = floor((N - 400) / 320) + 1; frames past an
             item's own length are zero.
         """
-        if wavs.dim() != 2:
-            raise ValueError(f"expected 16 kHz audio of shape (B, N), got {tuple(wavs.shape)}")
-        if wavs.shape[1] < SSL_RECEPTIVE_FIELD:
-            raise ValueError(
-                f"audio too short for wav2vec2: {wavs.shape[1]} samples "
-                f"(at least {SSL_RECEPTIVE_FIELD} at 16 kHz)"
-            )
+        self.check_input(wavs)
         padded = lengths is not None and bool((lengths < wavs.shape[1]).any())
         inputs = normalize_per_utterance(wavs, lengths) if self.normalize else wavs
         mask = None
@@ -330,9 +406,7 @@ class Wav2Vec2LayerMix(nn.Module):
             mask = mask.long()
         mix = self._mix(self.model(inputs, attention_mask=mask, output_hidden_states=True))
         if padded:
-            frames = self.num_frames(lengths)
-            valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
-            mix = mix * valid.unsqueeze(-1)
+            mix = self.zero_past_lengths(mix, lengths)
         return mix
 
 
