@@ -1,6 +1,6 @@
 """BiCodecBrain in process: the order of the two updates, skipped steps, schedules, conditioning.
 
-The tiny recipe (``hparams/bicodec_tiny.yaml``) with a random tiny wav2vec2
+The tiny recipe (``hparams/bicodec_tiny_wav2vec2.yaml``) with a random tiny wav2vec2
 (``bicodec_plugin.testing.make_tiny_wav2vec2``) trains on two golden clips
 (``spk1_snt1``, ``spk2_snt1``), one batch of 2 per step, cheap steps (0.64 s
 targets, 2 s speaker references). Batches are fed to ``fit_batch`` by hand so
@@ -28,7 +28,7 @@ import speechbrain as sb
 import torch
 from conftest import ROOT, clip_path
 
-HPARAMS = os.path.join(ROOT, "hparams", "bicodec_tiny.yaml")
+HPARAMS = os.path.join(ROOT, "hparams", "bicodec_tiny_wav2vec2.yaml")
 D_VECTOR_TRAIN_START = 1  # batches 0 and 1: x-vector; from batch 2: d-vector
 
 

@@ -597,7 +597,7 @@ def run_train(setup, out, *extra, log):
     args = [
         sys.executable,
         os.path.join(ROOT, "recipes", "train.py"),
-        os.path.join(ROOT, "hparams", "bicodec_tiny.yaml"),
+        os.path.join(ROOT, "hparams", "bicodec_tiny_wav2vec2.yaml"),
         "--ssl_source",
         setup["w2v"],
         "--train_manifest",

@@ -129,7 +129,7 @@ def exported(tmp_path_factory, tiny_wav2vec2_dir):
 
     from bicodec_plugin.formats.export import export_codec
 
-    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
+    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny_wav2vec2.yaml")
     with open(path, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(
             fin, {"ssl_source": tiny_wav2vec2_dir, "train_manifest": "unused.jsonl"}
@@ -331,7 +331,7 @@ def test_export_with_bin_wav2vec2(tmp_path, tiny_wav2vec2_dir):
     from bicodec_plugin.formats.export import export_codec
 
     legacy = _legacy_bin(tmp_path / "w2v_bin", tiny_wav2vec2_dir)
-    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny.yaml")
+    path = os.path.join(os.path.dirname(__file__), "..", "hparams", "bicodec_tiny_wav2vec2.yaml")
     with open(path, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, {"ssl_source": legacy, "train_manifest": "unused.jsonl"})
     folder = export_codec(hparams, str(tmp_path / "export"))

@@ -26,7 +26,7 @@ from bicodec_plugin.testing import make_tiny_wav2vec2
 from bicodec_plugin.training.data import build_datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "hparams", "bicodec_tiny.yaml")
+TINY = os.path.join(ROOT, "hparams", "bicodec_tiny_wav2vec2.yaml")
 
 
 def write_corpus(folder, count, seconds=1.5, amplitude=0.01):
