@@ -152,7 +152,9 @@ def hub(reference_dir, exported, tmp_path, monkeypatch):
     # reads them at import).
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HUB_CACHE", cache)
+    # CI runs with both offline switches on; this fixture is the network.
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
     monkeypatch.setattr(
         constants,
