@@ -10,7 +10,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["bicodec_plugin", "bicodec_plugin.*"]),
-    package_data={"bicodec_plugin": ["hparams/*.yaml"]},
+    package_data={"bicodec_plugin": ["arch/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch==2.9.1",

@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-For each configuration (``hparams/bicodec_tiny.yaml``, ``bicodec_16k.yaml``,
+For each configuration (``hparams/bicodec_tiny_wav2vec2.yaml``, ``bicodec_16k.yaml``,
 ``bicodec_24k.yaml``) the hparams file is loaded with HyperPyYAML (the wav2vec2
 ``ssl_source`` pointed at a small random model built on the fly) and a
 :class:`~bicodec_plugin.training.brain.BiCodecBrain` is built from it exactly as
@@ -61,7 +61,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 CONFIGS = {
-    "tiny": "bicodec_tiny.yaml",
+    "tiny": "bicodec_tiny_wav2vec2.yaml",
     "16k": "bicodec_16k.yaml",
     "24k": "bicodec_24k.yaml",
 }
@@ -148,7 +148,6 @@ def bench_config(name, args, ssl_source, workdir):
         # The x-vector head ends in a BatchNorm1d over the batch (as the reference):
         # training mode needs two items per process.
         raise SystemExit(f"{name}: batch size must be at least 2 (got {batch_size})")
-    # The recipes take the architecture from bicodec_plugin/arch/codec.yaml.
     sample_rate, hop = hparams["sample_rate"], hparams["codec"].hop_length
     seg_samples = segment_length(sample_rate, hop, hparams["segment_duration"])
     frames = seg_samples // hop
@@ -164,12 +163,12 @@ def bench_config(name, args, ssl_source, workdir):
     brain.on_fit_start()
     brain.modules.train()
     if args.condition == "d_vector":
-        brain.optimizer_step = hparams["d_vector_train_start"]
+        brain.optimizer_step = hparams["d_vector_train_start"] + 1  # past the x-vector phase
     gen_params = sum(p.numel() for p in brain.modules.generator.parameters())
     disc_params = sum(p.numel() for p in brain.modules.discriminator.parameters())
 
     generator = torch.Generator().manual_seed(0)
-    ssl_dim = hparams["arch"]["ssl_dim"] if "arch" in hparams else hparams["ssl_dim"]
+    ssl_dim = hparams["arch"]["ssl_dim"]
     on_cuda = str(brain.device).startswith("cuda")
 
     def make_batch():

@@ -6,26 +6,25 @@ Authors
 
 import contextlib
 import os
-import re
 
 import numpy as np
 import torch
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.logger import get_logger
 
+from bicodec_plugin.checks import parse_llm_string, token_batch, waveform_batch
 from bicodec_plugin.codec.audio import (
+    SSL_RECEPTIVE_FIELD,
     SSL_SAMPLE_RATE,
-    check_waveform,
     prepare_audio,
     read_audio_array,
     resample,
 )
+from bicodec_plugin.errors import AudioInputError, BiCodecInputError, TokenError, TokenTypeError
 from bicodec_plugin.formats.release import load_release
 
 GLOBAL_TOKEN = "<|bicodec_global_{}|>"
 SEMANTIC_TOKEN = "<|bicodec_semantic_{}|>"
-_GLOBAL_RE = re.compile(r"<\|bicodec_global_(\d+)\|>")
-_SEMANTIC_RE = re.compile(r"<\|bicodec_semantic_(\d+)\|>")
 logger = get_logger(__name__)
 
 
@@ -69,14 +68,27 @@ class BiCodecTokenizer(Pretrained):
 
     @classmethod
     def from_release(
-        cls, folder, run_opts=None, fold_weight_norm=True, ssl_truncate=True, mmap_weights=True
+        cls,
+        source,
+        run_opts=None,
+        fold_weight_norm=True,
+        ssl_truncate=True,
+        savedir=None,
+        revision=None,
+        mmap_weights=True,
     ):
-        """Loads a Spark-TTS-style release folder (local path).
+        """Loads a Spark-TTS release: a hub id or a local folder.
+
+        For a hub id (``"SparkAudio/Spark-TTS-0.5B"``) only the codec's files
+        are fetched (``config.yaml``, ``BiCodec/`` and the wav2vec2 folder,
+        not the LLM), through the hub cache; with ``HF_HUB_OFFLINE=1`` they
+        come from the cache only.
 
         Arguments
         ---------
-        folder : str
-            Folder with ``config.yaml``, ``BiCodec/`` and ``wav2vec2-large-xlsr-53/``.
+        source : str
+            Hub id, or a folder with ``config.yaml``, ``BiCodec/`` and
+            ``wav2vec2-large-xlsr-53/`` (loaded in place).
         run_opts : dict, optional
             SpeechBrain run options, e.g. ``{"device": "cuda:0"}``.
         fold_weight_norm : bool
@@ -84,6 +96,11 @@ class BiCodecTokenizer(Pretrained):
         ssl_truncate : bool
             Run only the 16 wav2vec2 layers needed (``False``: all 24, the
             reference's cost; identical tokens).
+        savedir : str, optional
+            For a hub id: a folder that gets links to the fetched files
+            (SpeechBrain's ``savedir``); default: the hub cache only.
+        revision : str, optional
+            For a hub id: branch, tag or commit.
         mmap_weights : bool
             Map the codec's weight file instead of copying it (see
             :func:`~bicodec_plugin.formats.release.load_release`): a
@@ -93,7 +110,16 @@ class BiCodecTokenizer(Pretrained):
         Returns
         -------
         BiCodecTokenizer
+
+        Raises
+        ------
+        ReleaseLoadError
+            A file is missing or does not match, or offline and not cached
+            (the message names it).
         """
+        from bicodec_plugin.formats.hub import fetch_release
+
+        folder = fetch_release(source, savedir=savedir, revision=revision)
         codec, config = load_release(
             folder, fold=fold_weight_norm, ssl_truncate=ssl_truncate, mmap_weights=mmap_weights
         )
@@ -105,29 +131,47 @@ class BiCodecTokenizer(Pretrained):
 
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", overrides=None, **kwargs):
-        """Loads a folder exported by training (``hyperparams.yaml`` + safetensors).
+        """Loads a folder exported by training: a hub id or a local folder.
+
+        The folder (``hyperparams.yaml``, ``codec.safetensors``, ``wav2vec2/``)
+        names its files relative to itself, so it loads the same from a path
+        or, once uploaded, from a hub id (through the hub cache, or only from
+        it with ``HF_HUB_OFFLINE=1``); plain ``Pretrained.from_hparams`` loads
+        it too. Weight norm is folded here.
 
         Arguments
         ---------
         source : str
-            Local folder (or hub id) written by :func:`bicodec_plugin.formats.export.export_codec`.
+            Hub id or local folder written by
+            :func:`bicodec_plugin.formats.export.export_codec`.
         hparams_file : str
             Name of the hyperparams file.
         overrides : dict, optional
             HyperPyYAML overrides.
         **kwargs
-            Passed to ``Pretrained.from_hparams`` (``run_opts``, ``savedir``...).
+            Passed to ``Pretrained.from_hparams`` (``run_opts``, ``savedir``,
+            ``fetch_config``...).
 
         Returns
         -------
         BiCodecTokenizer
+
+        Raises
+        ------
+        ReleaseLoadError
+            A file is missing, or offline and not cached (the message names it).
         """
         from bicodec_plugin.codec.lobes.layers import fold_weight_norm
+        from bicodec_plugin.formats.hub import fetch_config_for, fetch_model_file
 
+        kwargs["fetch_config"] = fetch_config_for(kwargs.get("fetch_config"))
         folder = os.path.abspath(source) if os.path.isdir(source) else source
-        overrides = {"source_folder": folder, **(overrides or {})}
+        # First the yaml alone: a missing or uncached one is named in the error.
+        fetch_model_file(
+            folder, hparams_file, kwargs.get("savedir"), fetch_config=kwargs["fetch_config"]
+        )
         tokenizer = super().from_hparams(
-            folder, hparams_file=hparams_file, overrides=overrides, **kwargs
+            folder, hparams_file=hparams_file, overrides=overrides or {}, **kwargs
         )
         fold_weight_norm(tokenizer.mods.codec)
         return tokenizer
@@ -175,6 +219,8 @@ class BiCodecTokenizer(Pretrained):
         AudioLoadError
             Missing, unreadable, empty or non-finite audio (names the file).
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise AudioInputError(f"path must be a file path, got {type(path).__name__}")
         audio, sample_rate = read_audio_array(path)
         return self._prepare(audio, sample_rate, self.hparams.volume_normalize)
 
@@ -184,9 +230,11 @@ class BiCodecTokenizer(Pretrained):
         Arguments
         ---------
         wavs : torch.Tensor
-            Audio at :attr:`sample_rate`, (B, N) (or (N,) for one utterance).
+            Floating-point audio at :attr:`sample_rate`, (B, N) (or (N,) for
+            one utterance, (B, 1, N), or a list of 1-D utterances of any
+            lengths); numpy arrays and lists are accepted.
         wav_lens : torch.Tensor, optional
-            Relative lengths in (0, 1], (B,).
+            Relative lengths in (0, 1], (B,) (a list or numpy array too).
         normalize : bool, optional
             Apply the reference volume normalisation to each utterance
             (default: the model's config, True for the release).
@@ -199,21 +247,23 @@ class BiCodecTokenizer(Pretrained):
             (B, T_max) int64, 0 past each item's length.
         semantic_lens : torch.Tensor
             (B,) valid semantic tokens per item.
+
+        Raises
+        ------
+        AudioInputError, LengthsError
+            (``ValueError``) naming the argument and the item.
         """
-        if wavs.dim() == 1:
-            wavs = wavs.unsqueeze(0)
-        check_waveform(wavs, "input audio")
+        # Checked once here; from here on lengths are sample counts.
+        wavs, lengths = waveform_batch(wavs, wav_lens)
         if normalize is None:
             normalize = self.hparams.volume_normalize
-        batch, n = wavs.shape
-        if wav_lens is None:
-            lengths = [n] * batch
-        else:
-            lengths = torch.round(wav_lens.cpu().double() * n).long().tolist()
+        elif not isinstance(normalize, (bool, np.bool_)):
+            raise BiCodecInputError(f"normalize must be True, False or None, got {normalize!r}")
         items = [
             self._prepare(w[:length].detach().cpu().double().numpy(), self.sample_rate, normalize)
             for w, length in zip(wavs, lengths)
         ]
+        _check_min_length(items, lengths, self.sample_rate)
         return self.tokenize_prepared(items)
 
     @property
@@ -232,7 +282,9 @@ class BiCodecTokenizer(Pretrained):
 
     @micro_batch.setter
     def micro_batch(self, value):
-        self._micro_batch = value
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"micro_batch must be a positive integer or None, got {value!r}")
+        self._micro_batch = None if value is None else int(value)
 
     def tokenize_prepared(self, items):
         """Tokenizes (model-rate, 16 kHz) pairs from :meth:`load_file`, in micro-batches.
@@ -258,13 +310,13 @@ class BiCodecTokenizer(Pretrained):
     def _tokenize_padded(self, items):
         """Pads (model-rate, 16 kHz) pairs and runs the codec on them at once."""
         model_wavs, ssl_wavs = zip(*items)
-        wav, rel = _pad(model_wavs)
-        ssl_wav, _ = _pad(ssl_wavs)
+        wav, lengths = _pad(model_wavs)
+        ssl_wav, ssl_lengths = _pad(ssl_wavs)
         wav, ssl_wav = wav.to(self.device), ssl_wav.to(self.device)
-        rel = rel.to(self.device) if len(items) > 1 else None
+        if len(items) == 1:
+            lengths = ssl_lengths = None  # nothing padded
         with torch.inference_mode(), self.inference_ctx:
-            glob, sem, sem_lens = self.codec.tokenize(wav, rel, ssl_wav=ssl_wav)
-        return glob, sem, sem_lens
+            return self.codec.tokenize_absolute(wav, ssl_wav, lengths, ssl_lengths)
 
     def encode_file(self, path):
         """Tokenizes one audio file exactly as the reference tokenizer does.
@@ -291,33 +343,41 @@ class BiCodecTokenizer(Pretrained):
         Arguments
         ---------
         global_tokens : torch.Tensor
-            (B, 32) int.
+            (B, 32) int (or (B, 1, 32); (32,) for one utterance). Any integer
+            dtype; numpy arrays and lists are accepted.
         semantic_tokens : torch.Tensor
-            (B, T_max) int.
+            (B, T_max) int ((T,) for one utterance); T may be 0.
         semantic_lens : torch.Tensor, optional
-            (B,) valid tokens per item; items run in groups of
-            :attr:`micro_batch` padded to their longest, with the padding
-            masked so that it never changes a waveform.
+            (B,) valid tokens per item, whole numbers in [0, T_max]; items run
+            in groups of :attr:`micro_batch` padded to their longest, with the
+            padding masked so that it never changes a waveform. Ids past an
+            item's length are padding: any value.
 
         Returns
         -------
         wavs : torch.Tensor
-            (B, hop * T_max), zero past each item's end.
+            (B, hop * T_max), zero past each item's end (an item of 0 tokens
+            is all zeros, length 0).
         wav_lens : torch.Tensor
             (B,) valid samples per item.
+
+        Raises
+        ------
+        TokenError, TokenTypeError, LengthsError
+            (``ValueError``) naming the argument and the item.
         """
-        global_tokens = torch.as_tensor(global_tokens).to(self.device)
-        semantic_tokens = torch.as_tensor(semantic_tokens).to(self.device)
-        if semantic_tokens.dim() == 1:
-            semantic_tokens = semantic_tokens.unsqueeze(0)
+        codec = self.codec
+        global_tokens, semantic_tokens, semantic_lens = token_batch(
+            global_tokens,
+            semantic_tokens,
+            semantic_lens,
+            token_num=codec.token_num,
+            global_codebook_size=codec.speaker_encoder.codebook_size,
+            semantic_codebook_size=codec.quantizer.codebook_size,
+        )
+        global_tokens = global_tokens.to(self.device)
+        semantic_tokens = semantic_tokens.to(self.device)
         batch, t_max = semantic_tokens.shape
-        if global_tokens.shape[0] != batch:
-            raise ValueError(
-                f"batch sizes differ: {global_tokens.shape[0]} global vs {batch} semantic"
-            )
-        if semantic_lens is None:
-            semantic_lens = torch.full((batch,), t_max, dtype=torch.long)
-        semantic_lens = torch.as_tensor(semantic_lens).cpu().long()
         out = torch.zeros(batch, self.hop_length * t_max, device=self.device)
         # Longest first, in micro-batches padded to their longest item; the
         # codec masks the padding, so each waveform equals its decode alone.
@@ -326,6 +386,9 @@ class BiCodecTokenizer(Pretrained):
         with torch.inference_mode(), self.inference_ctx:
             for start in range(0, batch, size):
                 rows = order[start : start + size]
+                rows = rows[semantic_lens[rows] > 0]  # 0 tokens: 0 samples
+                if len(rows) == 0:
+                    continue
                 lens = semantic_lens[rows]
                 rows_dev = rows.to(self.device)
                 wav = self.codec.detokenize(
@@ -484,14 +547,29 @@ def tokens_to_llm_string(global_tokens, semantic_tokens=None):
     >>> tokens_to_llm_string([1, 2], [7])
     '<|bicodec_global_1|><|bicodec_global_2|><|bicodec_semantic_7|>'
     """
-    text = "".join(GLOBAL_TOKEN.format(int(i)) for i in _as_list(global_tokens))
+    text = "".join(GLOBAL_TOKEN.format(i) for i in _as_list(global_tokens, "global_tokens"))
     if semantic_tokens is not None:
-        text += "".join(SEMANTIC_TOKEN.format(int(i)) for i in _as_list(semantic_tokens))
+        ids = _as_list(semantic_tokens, "semantic_tokens")
+        text += "".join(SEMANTIC_TOKEN.format(i) for i in ids)
     return text
 
 
-def llm_string_to_tokens(text):
+def llm_string_to_tokens(text, num_global=32, strict=True):
     """Parses ``<|bicodec_global_N|>`` and ``<|bicodec_semantic_N|>`` out of text.
+
+    Other text (``<|start_global_token|>``, ``<|im_end|>``...) is ignored.
+    By default the parse is strict: every ``<|bicodec_`` tag must be well
+    formed, all global tokens come before the semantic ones and there are
+    exactly ``num_global`` of them. See :func:`bicodec_plugin.checks.parse_llm_string`.
+
+    Arguments
+    ---------
+    text : str
+        LLM output or prompt.
+    num_global : int or None
+        Global tokens expected (32; 0 for a semantic-only string; ``None``: any).
+    strict : bool
+        ``False``: keep well-formed tags wherever they are, skip the rest.
 
     Returns
     -------
@@ -500,28 +578,46 @@ def llm_string_to_tokens(text):
     semantic_tokens : torch.Tensor
         (1, S) int64.
 
+    Raises
+    ------
+    TokenStringError
+        (a ``ValueError``) naming the character offset of the problem.
+
     Example
     -------
-    >>> g, s = llm_string_to_tokens("<|bicodec_global_3|>x<|bicodec_semantic_9|>")
+    >>> g, s = llm_string_to_tokens("<|bicodec_global_3|>x<|bicodec_semantic_9|>", num_global=1)
     >>> g.tolist(), s.tolist()
     ([[3]], [[9]])
     """
-    glob = [int(m) for m in _GLOBAL_RE.findall(text)]
-    sem = [int(m) for m in _SEMANTIC_RE.findall(text)]
+    glob, sem = parse_llm_string(text, num_global=num_global, strict=strict)
     return torch.tensor([glob], dtype=torch.long), torch.tensor([sem], dtype=torch.long)
 
 
-def _as_list(tokens):
-    if isinstance(tokens, torch.Tensor):
-        return tokens.flatten().tolist()
-    return list(tokens)
+def _as_list(tokens, name):
+    """Token ids as a list of non-negative Python ints (integer dtypes only)."""
+    ids = torch.as_tensor(tokens)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+        raise TokenTypeError(f"{name} must be integer ids, got {ids.dtype}")
+    ids = ids.flatten().tolist()
+    if ids and min(ids) < 0:
+        raise TokenError(f"{name} must be non-negative, got {min(ids)}")
+    return ids
 
 
 def _pad(tensors):
-    """List of (N_i,) tensors -> (B, N_max) zero-padded and relative lengths."""
-    n_max = max(t.shape[0] for t in tensors)
-    out = torch.zeros(len(tensors), n_max)
+    """List of (N_i,) tensors -> (B, N_max) zero-padded and their lengths (B,)."""
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    out = torch.zeros(len(tensors), int(lengths.max()))
     for i, t in enumerate(tensors):
         out[i, : t.shape[0]] = t
-    rel = torch.tensor([t.shape[0] / n_max for t in tensors])
-    return out, rel
+    return out, lengths
+
+
+def _check_min_length(items, lengths, sample_rate):
+    """Each item must give wav2vec2 one frame (25 ms); names the first that does not."""
+    for i, (_, ssl) in enumerate(items):
+        if ssl.shape[0] < SSL_RECEPTIVE_FIELD:
+            raise AudioInputError(
+                f"input audio item {i} is too short: {lengths[i]} samples at {sample_rate} Hz; "
+                f"one token needs 25 ms ({SSL_RECEPTIVE_FIELD} samples at 16 kHz)"
+            )

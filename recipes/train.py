@@ -43,8 +43,30 @@ def as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def check_frontend_context(ssl, ssl_context):
+    """Refuses windowed front-end input for a front-end whose features depend on position.
+
+    Example
+    -------
+    >>> class Whisper:
+    ...     shift_invariant = False
+    >>> check_frontend_context(Whisper(), None)
+    >>> check_frontend_context(Whisper(), 1.0)
+    Traceback (most recent call last):
+    ...
+    SystemExit: train.py: ssl_context 1.0: the semantic front-end Whisper is not shift_invariant (its features depend on absolute position); set ssl_context to null (whole utterances), as tokenization runs it
+    """
+    if ssl_context is not None and not getattr(ssl, "shift_invariant", True):
+        raise SystemExit(
+            f"train.py: ssl_context {ssl_context}: the semantic front-end "
+            f"{type(ssl).__name__} is not shift_invariant (its features depend on absolute "
+            "position); set ssl_context to null (whole utterances), as tokenization runs it"
+        )
+
+
 def prepare_datasets(hparams):
     """Train and valid DynamicItemDatasets from the jsonl manifests in hparams."""
+    check_frontend_context(hparams["ssl"], hparams["ssl_context"])
     train_set, valid_set = build_datasets(
         as_list(hparams["train_manifest"]),
         as_list(hparams["valid_manifest"]),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import ROOT, clip_path
 
 from bicodec_plugin.codec.audio import AudioLoadError, resample, ssl_num_frames
 from bicodec_plugin.training.data import (
@@ -27,8 +28,6 @@ from bicodec_plugin.training.data import (
     valid_example,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLIPS = os.path.join(ROOT, os.pardir, "shared", "reference", "golden", "clips")
 KEYS = ["id", "wav", "ref_wav", "ssl_wav", "ssl_drop_frames", "num_frames"]
 
 
@@ -57,14 +56,6 @@ def one_item_datasets(tmp_path, seconds, sample_rate=16000, hop=320, **kwargs):
 def ramp(num_samples):
     """1, 2, ..., N: every sample is its own position + 1, so crops reveal their origin."""
     return torch.arange(1, num_samples + 1, dtype=torch.float32)
-
-
-def golden_clip(name):
-    """Path of a reference speech clip, skipping when ../shared is absent."""
-    path = os.path.join(CLIPS, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"reference clips not found at {CLIPS} (shared/ not checked out)")
-    return path
 
 
 # Manifests ------------------------------------------------------------------
@@ -145,7 +136,9 @@ def test_train_item_shapes(tmp_path, sample_rate, hop, wav_len, ref_len):
 
 
 def test_ssl_window_yields_enough_frames():
-    item = train_example(torch.randn(16000 * 5), 16000, 320)
+    item = train_example(
+        torch.randn(16000 * 5, generator=torch.Generator().manual_seed(5)), 16000, 320
+    )
     frames = ssl_num_frames(item["ssl_wav"].shape[0])
     assert frames >= item["num_frames"] + item["ssl_drop_frames"]
     # Without the right context the last target frame would be missing.
@@ -224,18 +217,47 @@ def test_ssl_window_alignment_at_24k():
     assert error < 1e-3
 
 
+@pytest.mark.parametrize("hop", [320, 480])
+def test_whole_utterance_input_puts_the_target_on_its_frames(hop):
+    """ssl_context None: the 16 kHz input is the whole utterance (+80 zeros, so the last
+    hop has a frame), the target starts on a hop, and its frames start at ssl_drop_frames."""
+    sample_rate = 50 * hop
+    wav = ramp(sample_rate * 5)
+    generator = torch.Generator().manual_seed(5)
+    starts = set()
+    for _ in range(20):
+        item = train_example(wav, sample_rate, hop, ssl_context=None, generator=generator)
+        start, frames = item["start"], item["num_frames"]
+        assert start % hop == 0 and item["ssl_drop_frames"] == start // hop
+        assert torch.equal(item["wav"], wav[start : start + frames * hop])
+        whole = resample(wav.double().numpy(), sample_rate, 16000)
+        assert item["ssl_wav"].shape[0] == whole.shape[0] + 80
+        assert ssl_num_frames(item["ssl_wav"].shape[0]) == wav.shape[0] // hop
+        # The target's 16 kHz samples sit at 320 * ssl_drop_frames.
+        first = 320 * item["ssl_drop_frames"]
+        got = item["ssl_wav"][first : first + 320 * frames].double().numpy()
+        error = np.abs(got - whole[first : first + 320 * frames]).max() / np.abs(whole).max()
+        assert error < 1e-6  # float32 storage of the same samples
+        starts.add(start)
+    assert len(starts) > 5
+    short = train_example(ramp(sample_rate), sample_rate, hop, ssl_context=None)
+    assert short["start"] == 0 and short["ssl_drop_frames"] == 0
+    assert ssl_num_frames(short["ssl_wav"].shape[0]) >= short["num_frames"]
+
+
 def test_hop_must_match_ssl_frames():
     with pytest.raises(ValueError, match="20 ms"):
         check_ssl_alignment(16000, 256)
     with pytest.raises(ValueError, match="ssl_context"):
         check_ssl_alignment(16000, 320, ssl_context=0.01)
+    check_ssl_alignment(16000, 320, ssl_context=None)  # whole utterances
 
 
 # Validation items and loading ----------------------------------------------
 
 
 def test_valid_item_from_speech_clip(tmp_path):
-    path = golden_clip("prompt_audio.wav")  # 9.95 s at 16 kHz
+    path = clip_path("prompt_audio")  # 9.95 s at 16 kHz
     manifest = write_manifest(tmp_path / "v.jsonl", [{"index": "p", "wav_path": path}])
     _, valid_set = build_datasets(manifest, manifest, 16000, 320)
     item = valid_set[0]
@@ -246,7 +268,9 @@ def test_valid_item_from_speech_clip(tmp_path):
 
 
 def test_valid_item_limits_and_short_reference():
-    long = valid_example(torch.randn(24000 * 13), 24000, 480)
+    long = valid_example(
+        torch.randn(24000 * 13, generator=torch.Generator().manual_seed(6)), 24000, 480
+    )
     assert long["wav"].shape == (12 * 24000,) and long["ssl_wav"].shape == (12 * 16000,)
     short = valid_example(ramp(16000 * 2 + 640), 16000, 320)
     assert short["wav"].shape == (32000,) and short["num_frames"] == 100
@@ -273,9 +297,9 @@ def test_load_errors_name_the_file(tmp_path):
     manifest = write_manifest(
         tmp_path / "m.jsonl", [{"index": "gone", "wav_path": "gone.wav", "duration": 3.0}]
     )
-    train_set, _ = build_datasets(manifest, None, 16000, 320)
-    with pytest.raises(AudioLoadError, match="gone.wav"):
-        train_set[0]
+    # Refused up front, naming the manifest line, though its duration is given.
+    with pytest.raises(ManifestError, match=r"m\.jsonl:1: no such audio file .*gone\.wav"):
+        build_datasets(manifest, None, 16000, 320)
 
 
 def test_min_duration_filters(tmp_path):
@@ -364,6 +388,7 @@ def test_prepare_manifest(tmp_path, caplog):
     assert os.path.isabs(again_entry["wav_path"]) and "text" not in again_entry
 
 
+@pytest.mark.slow
 def test_prepare_manifest_cli_help():
     script = os.path.join(ROOT, "recipes", "prepare_manifest.py")
     result = subprocess.run(

@@ -1,6 +1,6 @@
 """Token extraction (``recipes/extract_tokens.py``) and the token store (``bicodec_plugin.downstream.token_store``).
 
-Model-backed tests use the tiny release in ``../shared`` and skip without it.
+Model-backed tests use the tiny release of ``BICODEC_SHARED`` (skipped without it, an error in CI).
 To stay fast they share one extraction: the four golden clips, interrupted
 after the first batch and then resumed.
 
@@ -104,6 +104,7 @@ def resumed(tiny_tokenizer, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_golden_tokens(resumed, tiny_tokenizer):
     """Stored tokens equal the reference tokens and ``encode_file``; index lines keep the manifest."""
     store = TokenStore(resumed["out"])
@@ -126,6 +127,7 @@ def test_golden_tokens(resumed, tiny_tokenizer):
         store.get("nope")
 
 
+@pytest.mark.slow
 def test_resume_redoes_nothing(resumed):
     """After the interruption the rerun stores only the missing clips, each once."""
     first = resumed["first_chunks"]
@@ -220,6 +222,7 @@ def test_bad_manifest_writes_nothing(tiny_tokenizer, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_two_shards_equal_one_run(resumed, tiny_tokenizer, tmp_path):
     """``--num-shards 2`` run as shard 0 then shard 1 stores the same tokens as one run."""
     out = str(tmp_path / "tokens")
@@ -243,6 +246,7 @@ def test_two_shards_equal_one_run(resumed, tiny_tokenizer, tmp_path):
         assert two.info(index)["text"] == one.info(index)["text"]
 
 
+@pytest.mark.slow
 def test_store_is_lazy_and_feeds_speechbrain(resumed):
     """One read opens one chunk; the dynamic item works in a DynamicItemDataset and batches."""
     from speechbrain.dataio.batch import PaddedBatch
@@ -272,6 +276,7 @@ def test_store_is_lazy_and_feeds_speechbrain(resumed):
     )
 
 
+@pytest.mark.slow
 def test_cli_resumes_and_prints_summary(resumed, tiny_tokenizer, tmp_path, monkeypatch, capsys):
     """``main`` on a complete store: nothing redone, one summary line."""
     out = str(tmp_path / "tokens")

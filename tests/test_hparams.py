@@ -1,9 +1,12 @@
 """Every shipped yaml against the reference's numbers, and the architecture written once.
 
-* each recipe in ``hparams/`` builds (a tiny local wav2vec2 stands in for XLS-R);
+* each recipe in ``hparams/`` builds (a tiny local wav2vec2 stands in for XLS-R,
+  a random 384-wide CTranslate2 Whisper for tiny.en);
 * the 16 kHz generator has the release's 156,330,380 parameters and exactly its
   key set; the 16 kHz and 24 kHz discriminators have SparkVox's 42,519,760;
-* the tiny recipe builds the same classes, with the tiny test release's sizes;
+* the tiny recipes build the same classes, with the tiny test release's sizes;
+  ``bicodec_tiny.yaml`` (Whisper) and ``bicodec_tiny_wav2vec2.yaml`` differ in
+  their front-end only;
 * each recipe's training values follow the SparkVox config named in its header
   (the numbers below are read off that config);
 * a consistency check in the spirit of SpeechBrain's ``tests/utils/check_yaml.py``:
@@ -73,14 +76,21 @@ def recipe_path(name):
     return os.path.join(HPARAMS_DIR, name)
 
 
+FRONTEND_FILES = ["frontend_wav2vec2", "frontend_whisper"]
+TINY_RECIPES = ["bicodec_tiny.yaml", "bicodec_tiny_wav2vec2.yaml"]
+WHISPER_RECIPES = {"bicodec_tiny.yaml"}
+TINY_EN_WIDTH = 384
+
+
 @pytest.fixture(scope="module")
-def recipes(tiny_wav2vec2_dir):
+def recipes(tiny_wav2vec2_dir, tiny_whisper_dir):
     """Every shipped recipe, loaded (its lobes built) once."""
     built = {}
     for name in RECIPES:
+        source = tiny_whisper_dir if name in WHISPER_RECIPES else tiny_wav2vec2_dir
         with open(recipe_path(name), encoding="utf-8") as fin:
             built[name] = load_hyperpyyaml(
-                fin, {"ssl_source": tiny_wav2vec2_dir, "train_manifest": "unused.jsonl"}
+                fin, {"ssl_source": source, "train_manifest": "unused.jsonl"}
             )
     return built
 
@@ -91,20 +101,24 @@ def count(module):
 
 
 # --------------------------------------------------------------- architecture
+@pytest.mark.slow
 def test_every_recipe_builds(recipes):
     """Each file in hparams/ builds a codec, a discriminator and a front-end."""
     from bicodec_plugin.codec.model import BiCodec
     from bicodec_plugin.training.discriminators import BiCodecDiscriminator
 
-    assert set(RECIPES) == {"bicodec_16k.yaml", "bicodec_24k.yaml", "bicodec_tiny.yaml"}
+    assert set(RECIPES) == {"bicodec_16k.yaml", "bicodec_24k.yaml", *TINY_RECIPES}
     for name, hparams in recipes.items():
         assert isinstance(hparams["codec"], BiCodec), name
         assert isinstance(hparams["discriminator"], BiCodecDiscriminator), name
         assert hparams["modules"]["generator"] is hparams["codec"], name
         assert hparams["checkpointer"].recoverables["generator"] is hparams["codec"], name
         assert hparams["codec"].ssl is None, name  # training keeps the front-end outside
+        if name in TINY_RECIPES:  # the encoder reads what its real front-end gives
+            assert hparams["arch"]["ssl_dim"] == hparams["ssl"].output_size, name
 
 
+@pytest.mark.slow
 def test_16k_generator_is_the_release(recipes, reference_dir):
     """156,330,380 parameters and exactly the release's keys and shapes."""
     from bicodec_plugin.formats.weights import release_state_dict
@@ -122,6 +136,7 @@ def test_16k_generator_is_the_release(recipes, reference_dir):
     assert {k: v for k, v in ours.items() if expected[k] != v} == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bicodec_16k.yaml", "bicodec_24k.yaml"])
 def test_discriminator_is_sparkvox(recipes, name):
     """5 period + 3 multi-band STFT discriminators: 42,519,760 parameters."""
@@ -134,6 +149,7 @@ def test_discriminator_is_sparkvox(recipes, name):
     assert [c.stride[0] for c in convs] == [3, 3, 3, 3, 1]
 
 
+@pytest.mark.slow
 def test_24k_differs_from_16k_only_in_the_last_decoder_block(recipes):
     """Same keys and shapes but the wave generator's last upsampling block; hop 480."""
     c16, c24 = recipes["bicodec_16k.yaml"]["codec"], recipes["bicodec_24k.yaml"]["codec"]
@@ -147,29 +163,71 @@ def test_24k_differs_from_16k_only_in_the_last_decoder_block(recipes):
     assert mel.shape[-1] == 451
 
 
-def test_tiny_builds_the_same_classes(recipes):
-    """The tiny recipe wires the same lobe classes as the 16 kHz one, in the same tree."""
+@pytest.mark.slow
+@pytest.mark.parametrize("tiny_name", TINY_RECIPES)
+def test_tiny_builds_the_same_classes(recipes, tiny_name):
+    """The tiny recipes wire the same lobe classes as the 16 kHz one, in the same tree
+    (the wav2vec2 one its front-end too; the other one a Whisper encoder)."""
+    from bicodec_plugin.codec.lobes.whisper import WhisperEncoder
 
     def classes(module):
         return [(name, type(m).__name__) for name, m in module.named_modules()]
 
-    for part in ("codec", "discriminator", "ssl"):
-        big, tiny = recipes["bicodec_16k.yaml"][part], recipes["bicodec_tiny.yaml"][part]
+    parts = ["codec", "discriminator"]
+    if tiny_name in WHISPER_RECIPES:
+        assert isinstance(recipes[tiny_name]["ssl"], WhisperEncoder)
+    else:
+        parts.append("ssl")
+    for part in parts:
+        big, tiny = recipes["bicodec_16k.yaml"][part], recipes[tiny_name][part]
         names_big, names_tiny = dict(classes(big)), dict(classes(tiny))
         shared = set(names_big) & set(names_tiny)
         assert {names_big[n] for n in names_big} == {names_tiny[n] for n in names_tiny}, part
         assert all(names_big[n] == names_tiny[n] for n in shared), part
 
 
-def test_tiny_sizes_are_the_tiny_release(recipes, reference_dir):
-    """hparams/bicodec_tiny.yaml, testing.TINY_ARCH and the tiny release agree."""
+@pytest.mark.slow
+@pytest.mark.parametrize("tiny_name", TINY_RECIPES)
+def test_tiny_sizes_are_the_tiny_release(recipes, reference_dir, tiny_name):
+    """The tiny recipes, testing.TINY_ARCH and the tiny release agree (but the
+    Whisper recipe's ssl_dim, tiny.en's 384)."""
     from bicodec_plugin.formats.release import read_release_config, release_to_arch
 
-    arch = recipes["bicodec_tiny.yaml"]["arch"]
+    arch = recipes[tiny_name]["arch"]
     expected = {**arch_defaults("codec"), **TINY_ARCH}
+    if tiny_name in WHISPER_RECIPES:
+        expected["ssl_dim"] = TINY_EN_WIDTH
     assert {k: arch[k] for k in expected} == expected
     release = release_to_arch(read_release_config(os.path.join(reference_dir, "tiny_release")))
+    if tiny_name in WHISPER_RECIPES:
+        assert release.pop("ssl_dim") == TINY_ARCH["ssl_dim"]
     assert {k: expected[k] for k in release} == release
+
+
+def test_tiny_recipes_differ_in_the_front_end_only(recipes):
+    """bicodec_tiny.yaml (Whisper) and bicodec_tiny_wav2vec2.yaml: same values but the
+    front-end include, its source, its width, its context rule and the run's name."""
+    whisper, wav2vec2 = (recipes[name] for name in TINY_RECIPES)
+    front_end_keys = {"frontend", "ssl", "ssl_source", "ssl_context"}
+    run_name_keys = {"experiment_name", "output_folder", "save_folder", "samples_folder"}
+    run_name_keys |= {"tensorboard_folder", "train_log", "export_folder"}
+    objects = {"codec", "discriminator", "modules", "checkpointer", "epoch_counter"}
+    objects |= {"train_logger", "mel_loss", "gen_adv_loss", "disc_adv_loss"}
+    objects |= {"feat_match_loss", "speaker_loss", "feat_loss", "lr_schedule"}
+    objects |= {"opt_class_generator", "opt_class_discriminator", "arch", "disc"}
+    assert set(whisper) == set(wav2vec2)
+    for key in set(whisper) - front_end_keys - run_name_keys - objects:
+        assert whisper[key] == wav2vec2[key], key
+    for key in run_name_keys:
+        assert whisper[key] == wav2vec2[key].replace("bicodec_tiny_wav2vec2", "bicodec_tiny")
+    arch_w, arch_v = whisper["arch"], wav2vec2["arch"]
+    plain = set(arch_defaults("codec")) - {"ssl"}
+    assert {k for k in plain if arch_w[k] != arch_v[k]} == {"ssl_dim"}
+    assert {k: whisper["disc"][k] for k in arch_defaults("discriminator")} == {
+        k: wav2vec2["disc"][k] for k in arch_defaults("discriminator")
+    }
+    assert (whisper["ssl_context"], wav2vec2["ssl_context"]) == (None, 1.0)
+    assert not whisper["ssl"].shift_invariant and wav2vec2["ssl"].shift_invariant
 
 
 def test_release_config_round_trips_through_the_arch_keys():
@@ -214,6 +272,7 @@ def header_config(name):
     return match.group(1), match.group(2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bicodec_16k.yaml", "bicodec_24k.yaml"])
 def test_training_values_follow_the_named_sparkvox_config(recipes, name):
     """Every training value of a full-size recipe is its SparkVox config's (in batches)."""
@@ -257,9 +316,15 @@ def test_training_values_follow_the_named_sparkvox_config(recipes, name):
     assert h["disc"]["disc_swap_hop_and_window"] is True  # SparkVox's effective STFTs
 
 
-def test_tiny_follows_the_16k_training_logic(recipes):
-    """The tiny recipe changes sizes and step counts only, never the loss recipe."""
-    tiny, full = recipes["bicodec_tiny.yaml"], recipes["bicodec_16k.yaml"]
+@pytest.mark.slow
+@pytest.mark.parametrize("tiny_name", TINY_RECIPES)
+def test_tiny_follows_the_16k_training_logic(recipes, tiny_name):
+    """The tiny recipes change sizes and step counts only, never the loss recipe (and
+    the Whisper one reads whole utterances: its features depend on position)."""
+    tiny, full = recipes[tiny_name], dict(recipes["bicodec_16k.yaml"])
+    if tiny_name in WHISPER_RECIPES:
+        assert tiny["ssl_context"] is None and not tiny["ssl"].shift_invariant
+        full["ssl_context"] = None
     for key in (
         "loss_weights",
         "mel_loss_bins",
@@ -331,7 +396,7 @@ def test_every_read_exists_in_the_recipe(name):
     assert not missing, f"{name} lacks {missing}, which the recipe or BiCodecBrain reads"
 
 
-@pytest.mark.parametrize("name", ["codec", "discriminator", "frontend_wav2vec2"])
+@pytest.mark.parametrize("name", ["codec", "discriminator", *FRONTEND_FILES])
 def test_every_arch_variable_is_used(name):
     """Each value of an architecture file feeds one of its lobes (or a named consumer)."""
     consumers = {"volume_normalize": "BiCodecTokenizer and the training data"}
@@ -348,7 +413,7 @@ def test_every_arch_variable_is_used(name):
 def test_arch_files_define_lobes_once():
     """No recipe re-wires a lobe: their only !new: tags are training objects."""
     lobe_classes = set()
-    for name in ("codec", "discriminator", "frontend_wav2vec2"):
+    for name in ("codec", "discriminator", *FRONTEND_FILES):
         for node in read_arch_tree(name).values():
             tag = getattr(getattr(node, "tag", None), "value", None)
             if tag and tag.startswith("!new:"):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import exact_fsq_indices, exact_vq_indices
 
 from bicodec_plugin.codec.lobes.convnext import AdaLayerNorm, SamplingBlock, VocosBackbone
 from bicodec_plugin.codec.lobes.decoder import FeatureDecoder, WaveGenerator
@@ -61,13 +62,41 @@ def test_residual_fsq_decode_matches_forward():
 
 
 def test_residual_fsq_fp32_under_autocast():
-    """Quantisation stays in float32 under bf16 autocast."""
+    """Quantisation stays in float32 under bf16 autocast: the indices are the
+    float64 definition's for the (bf16) projected input, on inputs spread over
+    the rounding boundaries. Measured: 0 of 4,000 differ; FSQ in bf16: 79."""
+    torch.manual_seed(0)
     rfsq = ResidualFSQ([4] * 6, 1, dim=16)
-    x = torch.randn(2, 16, 8)
-    ref_zq, ref_idx = rfsq(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, idx = rfsq(x)
-    assert torch.equal(idx, ref_idx)
+    x = torch.randn(8, 16, 500, generator=torch.Generator().manual_seed(1))
+    seen = []
+    hook = rfsq.project_in.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, idx = rfsq(x)
+    finally:
+        hook.remove()
+    assert seen[0].dtype == torch.bfloat16  # the projection ran under autocast
+    exact = exact_fsq_indices(seen[0], [4] * 6)
+    assert torch.equal(idx[:, 0], exact), int((idx[:, 0] != exact).sum())
+
+
+def test_vq_search_fp32_under_autocast():
+    """The VQ search stays in float32 under bf16 autocast: the indices are the
+    float64 cosine-nearest codewords of the (bf16) projected input.
+    Measured: 0 of 4,000 differ; the search under autocast: 108."""
+    torch.manual_seed(0)
+    vq = FactorizedVectorQuantize(32, 1024, 8, 0.25).eval()
+    z = torch.randn(8, 32, 500, generator=torch.Generator().manual_seed(1))
+    seen = []
+    hook = vq.in_project.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            idx = vq.tokenize(z)
+    finally:
+        hook.remove()
+    assert seen[0].dtype == torch.bfloat16
+    exact = exact_vq_indices(seen[0], vq.codebook.weight)
+    assert torch.equal(idx, exact), int((idx != exact).sum())
 
 
 def test_vq_straight_through_and_losses():
@@ -252,6 +281,7 @@ def test_feature_decoder_shapes():
     assert postnet(x).shape == (2, 20, 7)
 
 
+@pytest.mark.slow
 def test_speaker_branch_shapes_and_tokens():
     """ECAPA frames, perceiver latents, tokens, d-vector and x-vector."""
     torch.manual_seed(0)

@@ -1,5 +1,6 @@
 """Long audio: windowed wav2vec2 keeps memory bounded and tokens close to exact."""
 
+import pytest
 import torch
 from conftest import CLIPS, golden
 
@@ -11,6 +12,7 @@ def _long_signal(seconds):
     return clips.repeat(n // clips.shape[0] + 1)[:n]
 
 
+@pytest.mark.slow
 def test_windowed_features_match_on_the_frame_grid(tiny_tokenizer):
     """Windows start on the frame grid: with full context the features are exact."""
     ssl = tiny_tokenizer.codec.ssl
@@ -22,6 +24,7 @@ def test_windowed_features_match_on_the_frame_grid(tiny_tokenizer):
     assert torch.allclose(windowed, full, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_sixty_seconds_token_agreement(tiny_tokenizer):
     """60 s input: windowed tokens agree with the one-pass tokens (measured ~99%)."""
     codec = tiny_tokenizer.codec
@@ -41,6 +44,7 @@ def test_sixty_seconds_token_agreement(tiny_tokenizer):
     assert agreement > 0.95
 
 
+@pytest.mark.slow
 def test_ten_minutes_without_full_attention(tiny_tokenizer):
     """A 10-minute input is tokenized while wav2vec2 never sees more than one window."""
     codec = tiny_tokenizer.codec

@@ -185,6 +185,7 @@ def test_weighted_sum_uses_shared_keys_only():
         weighted_sum({"loss": torch.tensor(1.0)}, {"loss": 1.0})
 
 
+@pytest.mark.slow
 def test_full_discriminator_and_losses_forward_backward(mel_loss):
     """One GAN step's worth of losses on a 2.4 s, 24 kHz segment (batch 1)."""
     torch.manual_seed(0)

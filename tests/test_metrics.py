@@ -7,26 +7,21 @@ Authors
 """
 
 import math
-import os
 import sys
 
 import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import clip_path, require_module
 
 from bicodec_plugin.evaluation import metrics
 
-CLIPS = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "reference", "golden", "clips"
-)
 SNRS_DB = (10.0, 0.0)
 
 
 def _read(name):
-    path = os.path.join(CLIPS, name)
-    if not os.path.exists(path):
-        pytest.skip(f"golden clip {path} not available")
+    path = clip_path(name)
     audio, sample_rate = soundfile.read(path, dtype="float64")
     return audio, sample_rate
 
@@ -138,8 +133,8 @@ def test_codebook_usage_exact():
 @pytest.fixture(scope="module")
 def eval_extra():
     # Skips without the [eval] extra; importing pystoi (scipy.signal) takes ~2 s once.
-    pytest.importorskip("pesq")
-    pytest.importorskip("pystoi")
+    require_module("pesq", "pip install .[eval]")
+    require_module("pystoi", "pip install .[eval]")
 
 
 def test_pesq_stoi_ideal(speech, eval_extra):
@@ -179,7 +174,7 @@ def test_other_sample_rate(speech_22k, eval_extra):
 
 
 def test_pesq_bad_input_is_nan_with_warning():
-    pytest.importorskip("pesq")
+    require_module("pesq", "pip install .[eval]")
     with pytest.warns(RuntimeWarning, match="PESQ"):
         assert math.isnan(metrics.pesq_wb(np.zeros(16000), np.zeros(16000), 16000))
     short = np.random.default_rng(0).standard_normal(1600)  # 0.1 s < PESQ's 1/4 s

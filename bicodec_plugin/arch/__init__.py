@@ -4,7 +4,9 @@ This folder holds the only wiring of BiCodec's lobes:
 
 - ``codec.yaml``: the generator (values: the released 16 kHz model);
 - ``discriminator.yaml``: the training discriminator (SparkVox's);
-- ``frontend_wav2vec2.yaml``: the semantic front-end (XLS-R layers 11/14/16).
+- ``frontend_wav2vec2.yaml``: the semantic front-end (XLS-R layers 11/14/16);
+- ``frontend_whisper.yaml``: another semantic front-end, a Whisper encoder
+  (CTranslate2; the contract is ``codec.lobes.frontends.SemanticFrontend``).
 
 The recipes in ``hparams/`` include these files and override what differs,
 :mod:`bicodec_plugin.formats.export` writes them (with the trained values)

@@ -261,19 +261,45 @@ class BiCodec(nn.Module):
         if wav.dim() != 2:
             raise ValueError(f"expected audio of shape (B, N), got {tuple(wav.shape)}")
         check_waveform(wav, "input audio")
-        lengths = _absolute_lengths(wav_lens, wav.shape).to(wav.device)
         if ssl_wav is None:
             ssl_wav = wav
             if self.sample_rate != SSL_SAMPLE_RATE:
                 ssl_wav = torchaudio.functional.resample(wav, self.sample_rate, SSL_SAMPLE_RATE)
+        if wav_lens is None:
+            return self.tokenize_absolute(wav, ssl_wav)
+        lengths = _absolute_lengths(wav_lens, wav.shape).to(wav.device)
         ssl_lengths = _absolute_lengths(wav_lens, ssl_wav.shape).to(ssl_wav.device)
+        return self.tokenize_absolute(wav, ssl_wav, lengths, ssl_lengths)
+
+    def tokenize_absolute(self, wav, ssl_wav, lengths=None, ssl_lengths=None):
+        """:meth:`tokenize` for checked audio with absolute lengths (no second check).
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            Finite audio at ``sample_rate``, (B, N).
+        ssl_wav : torch.Tensor
+            The same audio at 16 kHz, (B, N16).
+        lengths, ssl_lengths : torch.Tensor, optional
+            Valid samples per item of each, (B,); ``None`` (both): no padding.
+
+        Returns
+        -------
+        global_tokens, semantic_tokens, semantic_lens
+            As :meth:`tokenize`.
+        """
+        padded = lengths is not None
+        if not padded:
+            lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long)
+            ssl_lengths = torch.full((ssl_wav.shape[0],), ssl_wav.shape[1], dtype=torch.long)
+        lengths, ssl_lengths = lengths.to(wav.device), ssl_lengths.to(ssl_wav.device)
         feat_lens = self.ssl.num_frames(ssl_lengths)
-        feats = self.ssl_features(ssl_wav, ssl_lengths, padded=wav_lens is not None)
         if int(feat_lens.min()) <= 0:
             raise ValueError("audio shorter than one wav2vec2 frame (400 samples at 16 kHz)")
+        feats = self.ssl_features(ssl_wav, ssl_lengths, padded=padded)
         ref = self.reference_clips(wav, lengths)
         global_tokens = self.encode_global(ref)
-        semantic = self.encode_semantic(feats, feat_lens if wav_lens is not None else None)
+        semantic = self.encode_semantic(feats, feat_lens if padded else None)
         valid = torch.arange(semantic.shape[1], device=semantic.device)[None] < feat_lens[:, None]
         return global_tokens, semantic * valid, feat_lens
 

@@ -14,8 +14,17 @@ numbers and its own ``index-r{rank:03d}.jsonl``. Readers read every
 ``index.jsonl`` would be read too). An index line is appended only after
 its chunk has been written to a temporary name, synced and renamed into
 place, so every indexed utterance can be read whatever the moment a writer
-was killed. Items added since the last flush are lost on ``kill -9`` and
-redone on resume; chunks left without index lines are ignored.
+was killed. A writer flushes every ``chunk_size`` utterances and at least
+every ``flush_interval`` seconds, so ``kill -9`` loses at most that much
+work, which a resume redoes; chunks left without index lines are ignored.
+
+A chunk damaged on disk after it was indexed (a truncated copy, a bad
+sector) is found when a writer opens the store (its header, or with
+``verify=True`` every tensor and the checksum in its metadata): it is
+renamed ``<chunk>.corrupt`` with a warning, its utterances count as not
+done, and the writer's run recomputes them. A reader leaves out (with a
+warning) utterances whose chunk is gone, and names the chunk when one
+cannot be read.
 
 Tokens are stored as int16 (codebooks of 8192 semantic and 4096 global codes)
 and read back as int64.
@@ -30,6 +39,7 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import torch
 from safetensors import safe_open
@@ -37,6 +47,8 @@ from safetensors.torch import save, save_file
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import GeneratorDynamicItem
 from speechbrain.utils.logger import get_logger
+
+from bicodec_plugin.errors import CorruptChunkError, TokenStoreError
 
 logger = get_logger(__name__)
 
@@ -46,7 +58,9 @@ META_FILE = "meta.json"
 FAILED_FILE = "failed.jsonl"
 EMBEDDINGS_FILE = "embeddings.safetensors"
 INT16_MAX = 32767
-_CHUNK_RE = re.compile(r"^chunk-r(\d{3})-(\d{6})\.safetensors$")
+CORRUPT_SUFFIX = ".corrupt"
+# A set-aside chunk keeps its number: a new chunk must never reuse its name.
+_CHUNK_RE = re.compile(r"^chunk-r(\d{3})-(\d{6})\.safetensors(?:\.corrupt)?$")
 
 
 def tokenizer_meta(tokenizer, source=None):
@@ -110,6 +124,14 @@ class TokenWriter:
         Written to ``meta.json`` (see :func:`tokenizer_meta`); if the folder
         already has one that differs (other than ``model_source``), a
         ``ValueError`` is raised rather than mixing tokens of two models.
+    flush_interval : float or None
+        Also flush when this many seconds have passed since the last flush
+        (checked on each :meth:`add`), so that a ``kill -9`` loses at most
+        about that much work; ``None``: only full chunks.
+    verify : bool
+        Read every indexed chunk in full (tensors, shapes, ranges, checksum)
+        instead of its header only, before writing (see
+        :func:`set_aside_bad_chunks`).
 
     Example
     -------
@@ -124,12 +146,18 @@ class TokenWriter:
     tensor([5, 6, 7])
     """
 
-    def __init__(self, folder, rank=0, chunk_size=256, meta=None):
+    def __init__(
+        self, folder, rank=0, chunk_size=256, meta=None, flush_interval=60.0, verify=False
+    ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        if flush_interval is not None and not flush_interval >= 0:
+            raise ValueError(f"flush_interval must be >= 0 seconds or None, got {flush_interval}")
         self.folder = os.fspath(folder)
         self.rank = int(rank)
         self.chunk_size = int(chunk_size)
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise TokenStoreError(f"{self.folder}: exists and is not a folder")
         os.makedirs(self.folder, exist_ok=True)
         if meta is not None:
             write_meta(self.folder, meta)
@@ -137,8 +165,11 @@ class TokenWriter:
         _drop_partial_line(self.index_path)
         for temp in glob.glob(os.path.join(self.folder, f".chunk-r{self.rank:03d}-*.tmp")):
             os.remove(temp)  # left by a killed writer of this rank
+        self.set_aside = set_aside_bad_chunks(self.folder, deep=verify, meta=meta)
         self._next_chunk = _next_chunk_number(self.folder, self.rank)
         self._pending = {}  # index -> (global int16, semantic int16, index entry)
+        self.flush_interval = flush_interval
+        self._last_flush = time.monotonic()
         self.closed = False
 
     def add(self, index, global_tokens, semantic_tokens, info=None):
@@ -171,27 +202,44 @@ class TokenWriter:
         except TypeError as err:
             raise TypeError(f"{index}: info is not JSON-serialisable ({err})") from None
         self._pending[index] = (glob_t, sem_t, entry)
-        if len(self._pending) >= self.chunk_size:
+        overdue = (
+            self.flush_interval is not None
+            and time.monotonic() - self._last_flush >= self.flush_interval
+        )
+        if len(self._pending) >= self.chunk_size or overdue:
             self.flush()
 
     def flush(self):
-        """Writes the queued utterances as one chunk, then their index lines."""
+        """Writes the queued utterances as one chunk, then their index lines.
+
+        Returns
+        -------
+        int
+            Utterances written.
+        """
+        self._last_flush = time.monotonic()
         if not self._pending:
-            return
+            return 0
         name = f"chunk-r{self.rank:03d}-{self._next_chunk:06d}.safetensors"
         tensors = {}
         for index, (glob_t, sem_t, _) in self._pending.items():
             tensors[f"{index}/global"] = glob_t
             tensors[f"{index}/semantic"] = sem_t
-        metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
+        metadata = {
+            "format": FORMAT_NAME,
+            "format_version": str(FORMAT_VERSION),
+            "sha256": _content_hash(tensors),
+        }
         _atomic_write(os.path.join(self.folder, name), save(tensors, metadata=metadata))
         lines = [
             json.dumps({**entry, "chunk": name}, ensure_ascii=False) + "\n"
             for _, _, entry in self._pending.values()
         ]
         _append(self.index_path, "".join(lines))
+        written = len(self._pending)
         self._next_chunk += 1
         self._pending = {}
+        return written
 
     def fail(self, index, wav_path, error):
         """Records a file that could not be tokenized in ``failed.jsonl``.
@@ -230,11 +278,24 @@ class TokenWriter:
             done |= set(read_failed(self.folder))
         return done
 
+    @property
+    def pending(self):
+        """Utterances added but not yet written."""
+        return len(self._pending)
+
     def close(self):
-        """Flushes the last chunk; the writer cannot be used afterwards."""
-        if not self.closed:
-            self.flush()
-            self.closed = True
+        """Flushes the last chunk; the writer cannot be used afterwards.
+
+        Returns
+        -------
+        int
+            Utterances written by this last flush.
+        """
+        if self.closed:
+            return 0
+        written = self.flush()
+        self.closed = True
+        return written
 
     def _check_open(self):
         if self.closed:
@@ -283,13 +344,24 @@ class TokenStore:
         self.reload()
 
     def reload(self):
-        """Re-reads ``meta.json`` and the index files (e.g. while extraction runs)."""
-        meta_path = os.path.join(self.folder, META_FILE)
-        self.meta = {}
-        if os.path.isfile(meta_path):
-            with open(meta_path, encoding="utf-8") as f:
-                self.meta = json.load(f)
-        self._entries = read_index(self.folder)
+        """Re-reads ``meta.json`` and the index files (e.g. while extraction runs).
+
+        Utterances whose chunk file is gone (removed, or set aside as
+        corrupt) are left out, listed in :attr:`missing`, with a warning.
+        """
+        self.meta = read_meta(self.folder)
+        self.missing = {}
+        self._entries = read_index(self.folder, missing=self.missing)
+        if self.missing:
+            chunks = sorted(set(self.missing.values()))
+            logger.warning(
+                "%s: %d utterances are left out: their chunk files are missing or were set "
+                "aside as corrupt (%s); rerun extract_tokens.py on the same manifest to "
+                "recompute them",
+                self.folder,
+                len(self.missing),
+                ", ".join(chunks[:5]) + (" ..." if len(chunks) > 5 else ""),
+            )
 
     def __len__(self):
         return len(self._entries)
@@ -384,12 +456,21 @@ class TokenStore:
 
     def _tensor(self, index, kind):
         entry = self._entry(index)
-        return self._handle(entry["chunk"]).get_tensor(f"{entry['index']}/{kind}").long()
+        chunk = entry["chunk"]
+        try:
+            return self._handle(chunk).get_tensor(f"{entry['index']}/{kind}").long()
+        except CorruptChunkError:
+            raise
+        except Exception as err:  # safetensors raises its own error type
+            raise _chunk_error(self.folder, chunk, err) from None
 
     def _handle(self, chunk):
         handle = self._handles.get(chunk)
         if handle is None:
-            handle = safe_open(os.path.join(self.folder, chunk), framework="pt")
+            try:
+                handle = safe_open(os.path.join(self.folder, chunk), framework="pt")
+            except Exception as err:  # safetensors raises its own error type
+                raise _chunk_error(self.folder, chunk, err) from None
             self._handles[chunk] = handle
             if len(self._handles) > self.max_open:
                 self._handles.popitem(last=False)
@@ -482,8 +563,7 @@ def write_meta(folder, meta):
     """
     path = os.path.join(folder, META_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = read_meta(folder)
         differ = [
             f"{key}: {old.get(key)!r} here, {meta.get(key)!r} now"
             for key in sorted(set(old) | set(meta))
@@ -498,21 +578,182 @@ def write_meta(folder, meta):
     _atomic_write(path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
 
 
-def read_index(folder):
+def read_meta(folder):
+    """``meta.json`` of a store (``{}`` when absent).
+
+    Raises
+    ------
+    TokenStoreError
+        When the file is not a JSON object (names it).
+    """
+    path = os.path.join(folder, META_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TokenStoreError(f"{path}: unreadable ({err})") from None
+    if not isinstance(meta, dict):
+        raise TokenStoreError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def read_index(folder, missing=None):
     """All index lines of a store: ``{index: entry}`` from every ``index*.jsonl``.
 
-    An index stored twice (overlapping shard runs) keeps its first line.
+    An index stored twice (overlapping shard runs, or recomputed after its
+    chunk was set aside) keeps its first line whose chunk file exists. Lines
+    whose chunk file is gone are left out.
+
+    Arguments
+    ---------
+    folder : str
+        Store folder.
+    missing : dict, optional
+        Filled with ``{index: chunk}`` for indexes that have no line with an
+        existing chunk.
+
+    Returns
+    -------
+    dict
     """
-    entries = {}
+    present = set(os.listdir(folder))
+    entries, lost = {}, {}
     for path in sorted(glob.glob(os.path.join(folder, "index*.jsonl"))):
-        for entry in _read_jsonl(path):
+        for number, entry in _read_jsonl(path, numbered=True):
+            if not (isinstance(entry, dict) and "index" in entry and "chunk" in entry):
+                logger.warning("%s:%d: skipping a line without index and chunk", path, number)
+                continue
             index = str(entry["index"])
+            if entry["chunk"] not in present:
+                lost.setdefault(index, entry["chunk"])
+                continue
             if index in entries:
                 if entries[index]["chunk"] != entry["chunk"]:
                     logger.warning("%s: index %r is stored twice; keeping the first", path, index)
                 continue
             entries[index] = entry
+    if missing is not None:
+        missing.update((k, v) for k, v in lost.items() if k not in entries)
     return entries
+
+
+def set_aside_bad_chunks(folder, deep=False, meta=None):
+    """Renames indexed chunks that cannot be read to ``<chunk>.corrupt``, with a warning.
+
+    Their utterances then count as not stored (see :func:`read_index`), so
+    a writer's run recomputes them.
+
+    Arguments
+    ---------
+    folder : str
+        Store folder.
+    deep : bool
+        Read every tensor (shape, range, checksum) instead of the header only.
+    meta : dict, optional
+        Store description with ``global_token_num`` and codebook sizes, for
+        ``deep`` (default: ``meta.json``).
+
+    Returns
+    -------
+    dict
+        ``{chunk name: problem}`` of the chunks set aside.
+    """
+    by_chunk = collections.defaultdict(list)
+    for entry in read_index(folder).values():
+        by_chunk[entry["chunk"]].append(entry)
+    if deep and meta is None:
+        meta = read_meta(folder)
+    bad = {}
+    for chunk, entries in sorted(by_chunk.items()):
+        problem = chunk_problem(os.path.join(folder, chunk), entries, meta if deep else None)
+        if problem is None:
+            continue
+        bad[chunk] = problem
+        logger.warning(
+            "%s: %s; set aside as %s, its %d utterances will be recomputed",
+            os.path.join(folder, chunk),
+            problem,
+            chunk + CORRUPT_SUFFIX,
+            len(entries),
+        )
+        try:
+            os.replace(os.path.join(folder, chunk), os.path.join(folder, chunk + CORRUPT_SUFFIX))
+        except FileNotFoundError:
+            pass  # set aside by another writer starting at the same time
+    return bad
+
+
+def chunk_problem(path, entries, meta=None):
+    """What is wrong with a chunk file, or ``None``.
+
+    Arguments
+    ---------
+    path : str
+        The chunk.
+    entries : list of dict
+        Its index lines (``index``, ``num_semantic``).
+    meta : dict, optional
+        With ``meta``: every tensor is read and checked (dtype, shape,
+        ids within the codebooks, the ``sha256`` of the chunk's metadata);
+        without: the header only (truncation, missing keys).
+
+    Returns
+    -------
+    str or None
+    """
+    try:
+        with safe_open(path, framework="pt") as handle:
+            keys = set(handle.keys())
+            expected = set()
+            for entry in entries:
+                expected |= {f"{entry['index']}/global", f"{entry['index']}/semantic"}
+            if expected - keys:
+                return f"{len(expected - keys)} indexed tensors are missing"
+            if meta is None:
+                return None
+            stored = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in sorted(keys)}
+    except Exception as err:  # safetensors raises its own error type
+        return f"unreadable ({err})"
+    if "sha256" in stored and stored["sha256"] != _content_hash(tensors):
+        return "content differs from its checksum"
+    sizes = {
+        "global": (meta.get("global_token_num"), meta.get("global_codebook_size")),
+        "semantic": (None, meta.get("semantic_codebook_size")),
+    }
+    for entry in entries:
+        for kind, (count, size) in sizes.items():
+            tensor = tensors[f"{entry['index']}/{kind}"]
+            if kind == "semantic":
+                count = entry.get("num_semantic")
+            if tensor.dtype != torch.int16 or tensor.dim() != 1:
+                return f"{entry['index']}/{kind}: not a 1-D int16 tensor"
+            if count is not None and tensor.numel() != int(count):
+                return f"{entry['index']}/{kind}: {tensor.numel()} tokens, index says {count}"
+            if tensor.numel() and (
+                int(tensor.min()) < 0 or (size is not None and int(tensor.max()) >= int(size))
+            ):
+                return f"{entry['index']}/{kind}: ids outside [0, {size})"
+    return None
+
+
+def _content_hash(tensors):
+    """sha256 of names and bytes of int16 token tensors, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode("utf-8") + b"\0")
+        digest.update(tensors[key].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _chunk_error(folder, chunk, err):
+    return CorruptChunkError(
+        f"{os.path.join(folder, chunk)}: cannot read this token chunk ({err}); rerun "
+        "extract_tokens.py on the same manifest (add --verify to check every chunk) to "
+        "set it aside and recompute its utterances"
+    )
 
 
 def read_failed(folder):
@@ -520,20 +761,26 @@ def read_failed(folder):
     path = os.path.join(folder, FAILED_FILE)
     if not os.path.isfile(path):
         return {}
-    return {str(entry["index"]): entry for entry in _read_jsonl(path)}
+    return {
+        str(entry["index"]): entry
+        for entry in _read_jsonl(path)
+        if isinstance(entry, dict) and "index" in entry
+    }
 
 
-def _read_jsonl(path):
+def _read_jsonl(path, numbered=False):
     """Objects of a JSON-Lines file; a line cut by a killed writer is skipped."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                value = json.loads(line)
             except json.JSONDecodeError:
                 logger.warning("%s:%d: skipping an unreadable (truncated?) line", path, number)
+                continue
+            out.append((number, value) if numbered else value)
     return out
 
 

@@ -20,6 +20,7 @@ import os
 import yaml
 
 from bicodec_plugin.arch import arch_defaults, build_codec, load_arch
+from bicodec_plugin.codec.audio import SSL_HOP, SSL_SAMPLE_RATE
 from bicodec_plugin.codec.lobes.layers import defer_weight_norm_fold, fold_weight_norm
 from bicodec_plugin.formats.weights import (  # noqa: F401  (re-exported)
     ReleaseLoadError,
@@ -28,6 +29,9 @@ from bicodec_plugin.formats.weights import (  # noqa: F401  (re-exported)
 )
 
 SSL_FOLDER = "wav2vec2-large-xlsr-53"
+# Semantic tokens per second: one per 20 ms wav2vec2 frame, so the model rate
+# is 50 x the decoder's upsampling (320 -> 16 kHz, 480 -> 24 kHz).
+TOKEN_RATE = SSL_SAMPLE_RATE // SSL_HOP
 
 
 # Where each value of a Spark-TTS ``audio_tokenizer`` config lands in
@@ -151,13 +155,40 @@ def release_to_arch(config, where="config"):
         got = config.get(path[0], {}).get(path[1], value)
         if got != value:
             raise ReleaseLoadError(f"{where}: {'.'.join(path)} = {got!r} is not supported")
+    _check_top_values(config, where)
     hop = config.get("latent_hop_length")
     if hop is not None and int(hop) != math.prod(arch["decoder_rates"]):
         raise ReleaseLoadError(
             f"{where}: latent_hop_length {hop} differs from the decoder's upsampling "
             f"{math.prod(arch['decoder_rates'])} (rates {arch['decoder_rates']})"
         )
+    upsampling = math.prod(arch["decoder_rates"])
+    if arch["sample_rate"] != TOKEN_RATE * upsampling:
+        raise ReleaseLoadError(
+            f"{where}: sample_rate {arch['sample_rate']} does not match the decoder, whose "
+            f"rates {arch['decoder_rates']} give {upsampling} samples per token, i.e. "
+            f"{TOKEN_RATE * upsampling} Hz at {TOKEN_RATE} tokens/s (320 -> 16000, 480 -> 24000)"
+        )
     return arch
+
+
+def _check_top_values(config, where):
+    """Types of the top-level values (a string ``"no"`` must not read as True)."""
+    checks = {
+        "sample_rate": (lambda v: isinstance(v, int) and v > 0, "a positive integer (Hz)"),
+        "latent_hop_length": (lambda v: isinstance(v, int) and v > 0, "a positive integer"),
+        "ref_segment_duration": (
+            lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+            "a positive number of seconds",
+        ),
+        "volume_normalize": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for key, (valid, what) in checks.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        if (isinstance(value, bool) and key != "volume_normalize") or not valid(value):
+            raise ReleaseLoadError(f"{where}: {key} must be {what}, got {value!r}")
 
 
 def arch_to_release(arch):
@@ -255,10 +286,17 @@ def read_release_config(folder):
     top_path = os.path.join(folder, "config.yaml")
     codec_path = os.path.join(folder, "BiCodec", "config.yaml")
     top = _read_yaml_mapping(top_path)
+    _check_top_values(top, top_path)
     codec_cfg = _read_yaml_mapping(codec_path)
     if not isinstance(codec_cfg.get("audio_tokenizer"), dict):
         raise ReleaseLoadError(f"{codec_path}: no 'audio_tokenizer' mapping")
     config = dict(codec_cfg["audio_tokenizer"])
+    mel_rate = (config.get("mel_params") or {}).get("sample_rate")
+    if "sample_rate" in top and mel_rate is not None and top["sample_rate"] != mel_rate:
+        raise ReleaseLoadError(
+            f"{top_path}: sample_rate {top['sample_rate']} differs from {codec_path}: "
+            f"mel_params.sample_rate {mel_rate}"
+        )
     for key in TOP_KEYS:
         if key in top:
             config[key] = top[key]

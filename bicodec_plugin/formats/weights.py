@@ -12,7 +12,9 @@ Authors
  * BiCodec plugin authors 2026
 """
 
+import json
 import os
+import zipfile
 
 import torch
 
@@ -88,6 +90,12 @@ def convert_release_state(model, release_state):
     source = dict(release_state)
     used = set()
     converted, missing, shapes = {}, [], []
+    # Checked on the file's own tensors, so that the message names the stored key.
+    nonfinite = [
+        f"{name} ({bad} of {value.numel()} values)"
+        for name, value in sorted(source.items())
+        if (bad := _count_nonfinite(value))
+    ]
 
     def take(name):
         used.add(name)
@@ -126,9 +134,16 @@ def convert_release_state(model, release_state):
                 f"{to_release_key(key)}: file {tuple(value.shape)}, model {tuple(ref.shape)}"
             )
             continue
+        if ref.is_floating_point() and not value.is_floating_point():
+            shapes.append(f"{to_release_key(key)}: file dtype {value.dtype}, model {ref.dtype}")
+            continue
+        bad = _count_nonfinite(value)
+        if bad and not nonfinite:  # finite in the file, not after folding (a zero weight_v)
+            shapes.append(f"{to_release_key(key)}: {bad} NaN or infinite values after folding")
+            continue
         converted[key] = value.to(ref.dtype)
     unexpected = sorted(set(source) - used - set(converted))
-    if missing or unexpected or shapes:
+    if missing or unexpected or shapes or nonfinite:
         lines = []
         if missing:
             lines.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
@@ -136,6 +151,8 @@ def convert_release_state(model, release_state):
             lines.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
         if shapes:
             lines.append(f"mis-shaped tensors ({len(shapes)}): " + "; ".join(shapes))
+        if nonfinite:
+            lines.append(f"NaN or infinite values in ({len(nonfinite)}): " + ", ".join(nonfinite))
         raise ReleaseLoadError("weights do not match the model:\n  " + "\n  ".join(lines))
     return converted
 
@@ -187,3 +204,139 @@ def load_codec_weights(model, path, assign=False):
     ]
     if leftover or result.unexpected_keys:
         raise ReleaseLoadError(f"{path}: internal key mismatch {leftover} {result.unexpected_keys}")
+
+
+def _count_nonfinite(tensor):
+    """NaN/inf entries of a floating tensor (0 for other dtypes)."""
+    if not tensor.is_floating_point():
+        return 0
+    # One fast reduction first: the sum is finite exactly when no value is NaN/inf
+    # (barring overflow, which the exact count below then settles).
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+        return 0
+    return int((~torch.isfinite(tensor)).sum())
+
+
+def check_safetensors_file(path):
+    """Opens a safetensors file's header: a truncated or non-safetensors file is refused.
+
+    Arguments
+    ---------
+    path : str
+        The file.
+
+    Raises
+    ------
+    ReleaseLoadError
+        Naming the file: missing, empty, truncated or not safetensors.
+    """
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise ReleaseLoadError(f"{path}: missing weight file")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            handle.keys()
+    except Exception as err:  # safetensors raises its own error type
+        raise ReleaseLoadError(
+            f"{path}: cannot read safetensors file ({err}); truncated download? fetch it again"
+        ) from None
+
+
+def check_wav2vec2_folder(folder):
+    """Checks the files of a local wav2vec2 folder before ``transformers`` loads it.
+
+    ``config.json`` must exist and be a JSON object (without it
+    ``transformers`` would build its default-size model and report every
+    tensor as mis-shaped), ``preprocessor_config.json`` must be a JSON object
+    when present, and the weights (``model.safetensors``, a sharded index
+    or ``pytorch_model.bin``) must be present and complete.
+
+    Arguments
+    ---------
+    folder : str
+        The folder (``wav2vec2-large-xlsr-53/`` of a release, ``wav2vec2/``
+        of an export).
+
+    Raises
+    ------
+    ReleaseLoadError
+        Naming the file and the problem.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> check_wav2vec2_folder(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bicodec_plugin.formats.weights.ReleaseLoadError: .../config.json: missing (...)
+    """
+    config = os.path.join(folder, "config.json")
+    if not os.path.isfile(config):
+        raise ReleaseLoadError(
+            f"{config}: missing (the wav2vec2 folder needs the config.json its weights were "
+            "saved with)"
+        )
+    _read_json_object(config)
+    preprocessor = os.path.join(folder, "preprocessor_config.json")
+    if os.path.exists(preprocessor):
+        _read_json_object(preprocessor)
+    safetensors = os.path.join(folder, "model.safetensors")
+    pickled = os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(safetensors):
+        check_safetensors_file(safetensors)
+    elif os.path.isfile(os.path.join(folder, "model.safetensors.index.json")):
+        _read_json_object(os.path.join(folder, "model.safetensors.index.json"))
+    elif os.path.isfile(pickled):
+        _check_torch_file(pickled)
+    else:
+        raise ReleaseLoadError(
+            f"{folder}: no wav2vec2 weights (model.safetensors or pytorch_model.bin)"
+        )
+
+
+def check_finite_parameters(module, where):
+    """Refuses a module whose parameters or buffers hold NaN or inf, naming them.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Loaded model.
+    where : str
+        The file the values came from (for the message).
+
+    Raises
+    ------
+    ReleaseLoadError
+    """
+    bad = [
+        f"{name} ({count} of {tensor.numel()} values)"
+        for name, tensor in module.state_dict().items()
+        if (count := _count_nonfinite(tensor))
+    ]
+    if bad:
+        raise ReleaseLoadError(
+            f"{where}: NaN or infinite values in ({len(bad)}): " + ", ".join(bad)
+        )
+
+
+def _read_json_object(path):
+    try:
+        with open(path, encoding="utf-8") as fin:
+            data = json.load(fin)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReleaseLoadError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ReleaseLoadError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _check_torch_file(path):
+    """A ``torch.save`` file: non-empty and, in the zip format, with its central directory."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ReleaseLoadError(f"{path}: empty file")
+    with open(path, "rb") as fin:
+        is_zip_format = fin.read(4) == b"PK\x03\x04"
+    if is_zip_format and not zipfile.is_zipfile(path):
+        raise ReleaseLoadError(f"{path}: truncated ({size} bytes; the zip directory is missing)")

@@ -25,6 +25,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
+from bicodec_plugin.training.checkpoints import recover_newest_intact
 from bicodec_plugin.training.losses import weighted_sum
 
 logger = get_logger(__name__)
@@ -73,10 +74,25 @@ class WarmupLinearDecay:
         return self.max_lr - (self.max_lr - self.min_lr) * progress
 
 
+def checkpoint_meta(stats, stage_loss, step):
+    """``CKPT.yaml`` values of a validation checkpoint: ``mel`` (ranked by) and ``step``.
+
+    A non-finite validation loss is stored as ``inf``: a NaN would rank
+    unpredictably among ``min_keys`` and could be kept as the best.
+
+    Example
+    -------
+    >>> checkpoint_meta({"mel": float("nan")}, 1.0, 7)
+    {'mel': inf, 'step': 7}
+    """
+    mel = float(stats.get("mel", stage_loss))
+    return {"mel": mel if math.isfinite(mel) else float("inf"), "step": step}
+
+
 class BiCodecBrain(sb.Brain):
     """Trains BiCodec (``modules.generator``) against ``modules.discriminator``.
 
-    Expected hparams: ``ssl`` (frozen :class:`Wav2Vec2LayerMix`, kept out of
+    Expected hparams: ``ssl`` (a frozen semantic front-end, kept out of
     ``modules``), ``mel_loss``, ``gen_adv_loss``, ``disc_adv_loss``,
     ``feat_match_loss``, ``speaker_loss``, ``feat_loss``, ``loss_weights``
     (dict), ``opt_class_generator``, ``opt_class_discriminator``,
@@ -90,9 +106,12 @@ class BiCodecBrain(sb.Brain):
     def on_fit_start(self):
         """Moves the frozen front-end to the device, wraps, builds optimisers, resumes.
 
-        Resumes from the newest *complete* checkpoint: SpeechBrain writes
+        Resumes from the newest *intact* checkpoint: SpeechBrain writes
         ``CKPT.yaml`` before the parameter files, so a kill during a save can
-        leave a newest checkpoint that lacks files.
+        leave a newest checkpoint that lacks files, and a disk can truncate
+        one. Damaged checkpoints are renamed ``DAMAGED-CKPT+...`` with a
+        warning (see :mod:`bicodec_plugin.training.checkpoints`), so they
+        neither load nor count towards ``num_checkpoints_to_keep``.
         """
         if self.grad_accumulation_factor != 1:
             raise ValueError(
@@ -107,10 +126,7 @@ class BiCodecBrain(sb.Brain):
         self._wrap_distributed()
         self.init_optimizers()
         if self.checkpointer is not None:
-            needed = set(self.checkpointer.recoverables) - {"dataloader-TRAIN"}
-            self.checkpointer.recover_if_possible(
-                ckpt_predicate=lambda ckpt: needed <= set(ckpt.paramfiles)
-            )
+            recover_newest_intact(self.checkpointer)
 
     def _wrap_distributed(self):
         """DDP as SpeechBrain does it, except on CPU (gloo) where SyncBatchNorm
@@ -145,10 +161,12 @@ class BiCodecBrain(sb.Brain):
     # ------------------------------------------------------------- features
     @torch.no_grad()
     def ssl_features(self, batch):
-        """wav2vec2 layer mix of the batch's 16 kHz windows, aligned to the target.
+        """Semantic front-end features of the batch's 16 kHz input, aligned to the target.
 
-        Drops the context frames and keeps ``num_frames`` (zero-padded if the
-        window is short), so frame t covers hop t of ``batch.wav``.
+        Drops each item's ``ssl_drop_frames`` (the context, or with whole
+        utterances the frames before the target) and keeps ``num_frames``
+        (zero-padded if the input is short), so frame t covers hop t of
+        ``batch.wav``.
 
         Returns
         -------
@@ -159,12 +177,15 @@ class BiCodecBrain(sb.Brain):
         lengths = torch.round(ssl_lens * ssl_wav.shape[1]).long()
         padded = bool((lengths < ssl_wav.shape[1]).any())
         feats = self.hparams.ssl(ssl_wav, lengths if padded else None)
-        drop = int(batch.ssl_drop_frames[0])
+        drops = [int(d) for d in batch.ssl_drop_frames]
         frames = int(batch.num_frames.max())
-        feats = feats[:, drop : drop + frames]
-        if feats.shape[1] < frames:
-            feats = torch.nn.functional.pad(feats, (0, 0, 0, frames - feats.shape[1]))
-        return feats
+        short = max(drops) + frames - feats.shape[1]
+        if short > 0:
+            feats = torch.nn.functional.pad(feats, (0, 0, 0, short))
+        if len(set(drops)) == 1:
+            return feats[:, drops[0] : drops[0] + frames]
+        # Whole utterances (ssl_context None): each target starts elsewhere.
+        return torch.stack([f[d : d + frames] for f, d in zip(feats, drops)])
 
     def condition(self, stage):
         """x-vector up to and including batch ``d_vector_train_start`` (training only), then d-vector.
@@ -377,7 +398,7 @@ class BiCodecBrain(sb.Brain):
                 valid_stats=stats,
             )
             self.checkpointer.save_and_keep_only(
-                meta={"mel": float(stats.get("mel", stage_loss)), "step": self.optimizer_step},
+                meta=checkpoint_meta(stats, stage_loss, self.optimizer_step),
                 min_keys=["mel"],
                 num_to_keep=self.hparams.num_checkpoints_to_keep,
             )

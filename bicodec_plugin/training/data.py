@@ -6,6 +6,12 @@ reference trainer (SparkVox ``BicodecDataset``) gives its model: a hop-aligned
 target segment, a 6 s speaker reference with the target hidden, and a 16 kHz
 window for wav2vec2 with one second of real context on each side.
 
+With ``ssl_context=None`` the 16 kHz input is the whole utterance instead and
+the target starts on the hop grid: a front-end whose features depend on
+absolute position (Whisper's encoder) then sees the target at the positions
+that tokenization gives it (see
+:class:`~bicodec_plugin.codec.lobes.frontends.SemanticFrontend`).
+
 Authors
  * BiCodec plugin authors 2026
 """
@@ -18,10 +24,11 @@ import soundfile
 import torch
 import torchaudio
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.data_pipeline import provides, takes
+from speechbrain.utils.data_pipeline import DynamicItem, provides, takes
 
 from bicodec_plugin.codec.audio import (
     SSL_HOP,
+    SSL_RECEPTIVE_FIELD,
     SSL_SAMPLE_RATE,
     AudioLoadError,
     read_audio_file,
@@ -40,7 +47,7 @@ class ManifestError(ValueError):
     """Raised for an unusable manifest line; the message starts with ``<file>:<line>:``."""
 
 
-def read_manifests(paths, require_keys=(), compute_duration=True):
+def read_manifests(paths, require_keys=(), compute_duration=True, origins=None, check_files=False):
     """Reads JSON-Lines manifests into the dict a ``DynamicItemDataset`` takes.
 
     Each non-blank line is an object with a unique ``index`` and a
@@ -56,6 +63,13 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
         Keys every line must hold (e.g. ``("text",)`` for TTS).
     compute_duration : bool
         Fill a missing ``duration`` (seconds) from the audio header.
+    origins : dict, optional
+        Filled with ``{index: "<file>:<line>"}``, to name the line of a file
+        that fails later.
+    check_files : bool
+        Read the header of every file, ``duration`` given or not, so that a
+        missing, unreadable or empty file is refused here, naming its line,
+        rather than when a batch first needs it (training does this).
 
     Returns
     -------
@@ -86,6 +100,8 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
     data = {}
     origin = {}  # index -> "file:line", to name both places of a duplicate
     for path in map(os.fspath, paths):
+        if not os.path.isfile(path):
+            raise ManifestError(f"{path}: no such manifest file")
         folder = os.path.dirname(os.path.abspath(path))
         # utf-8-sig: tolerate a byte-order mark written by some editors.
         with open(path, encoding="utf-8-sig") as manifest:
@@ -102,10 +118,14 @@ def read_manifests(paths, require_keys=(), compute_duration=True):
                 entry["wav_path"] = os.path.normpath(os.path.join(folder, wav_path))
                 if "duration" in entry:
                     entry["duration"] = _check_duration(entry["duration"], where)
+                    if check_files:
+                        _file_duration(entry["wav_path"], where)  # exists and reads
                 elif compute_duration:
                     entry["duration"] = _file_duration(entry["wav_path"], where)
                 origin[index] = where
                 data[index] = entry
+    if origins is not None:
+        origins.update(origin)
     return data
 
 
@@ -137,15 +157,21 @@ def _check_duration(duration, where):
     """Returns a manifest ``duration`` as a float, refusing non-numbers."""
     if isinstance(duration, bool) or not isinstance(duration, (int, float)):
         raise ManifestError(f"{where}: 'duration' must be a number of seconds")
+    if not math.isfinite(duration) or duration < 0:
+        raise ManifestError(f"{where}: 'duration' must be a finite number >= 0, got {duration}")
     return float(duration)
 
 
 def _file_duration(path, where):
-    """Seconds of audio in ``path``, from its header only."""
+    """Seconds of audio in ``path``, from its header only; a missing, unreadable or empty file is refused."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"{where}: no such audio file {path}")
     try:
         info = soundfile.info(path)
     except Exception as err:  # soundfile raises several types
-        raise ManifestError(f"{where}: cannot read the duration of {path} ({err})") from err
+        raise ManifestError(f"{where}: cannot read the audio header of {path} ({err})") from err
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise ManifestError(f"{where}: {path} holds no samples")
     return info.frames / info.samplerate
 
 
@@ -166,11 +192,13 @@ def check_ssl_alignment(sample_rate, hop_length, ssl_context=1.0):
 
     One 20 ms wav2vec2 frame must cover exactly one hop (``sr = 50 * hop``),
     and the context must be whole frames, so that dropping
-    ``ssl_context * 50`` frames lands exactly on the target's start.
+    ``ssl_context * 50`` frames lands exactly on the target's start
+    (``None``, the whole utterance, always does).
 
     Example
     -------
     >>> check_ssl_alignment(24000, 480, 1.0)
+    >>> check_ssl_alignment(24000, 480, None)
     >>> check_ssl_alignment(24000, 320)
     Traceback (most recent call last):
     ...
@@ -181,6 +209,8 @@ def check_ssl_alignment(sample_rate, hop_length, ssl_context=1.0):
             f"hop_length {hop_length} at {sample_rate} Hz is not one 20 ms wav2vec2 "
             f"frame (need {sample_rate // SSL_FRAME_RATE})"
         )
+    if ssl_context is None:
+        return
     frames = ssl_context * SSL_FRAME_RATE
     if ssl_context < 0 or abs(frames - round(frames)) > 1e-6:
         raise ValueError(f"ssl_context {ssl_context} s is not a whole number of 20 ms frames")
@@ -297,8 +327,9 @@ def train_example(
         Target length in seconds, rounded down to the hop.
     ref_segment_duration : float
         Speaker reference length in seconds.
-    ssl_context : float
-        Seconds of real context on each side of the 16 kHz window.
+    ssl_context : float or None
+        Seconds of real context on each side of the 16 kHz window; ``None``:
+        the whole utterance, with the target starting on the hop grid.
     generator : torch.Generator, optional
         Source of randomness (tests); the global torch RNG otherwise.
 
@@ -306,9 +337,11 @@ def train_example(
     -------
     dict
         ``wav`` (S,), ``ref_wav`` (int(sr * ref_segment_duration),),
-        ``ssl_wav`` (S * 16000 / sr + 2 * context samples,), ints
-        ``ssl_drop_frames`` and ``num_frames`` (S // hop), and ``start``,
-        the target's first sample in the utterance.
+        ``ssl_wav`` (S * 16000 / sr + 2 * context samples,; with ``None``
+        the utterance at 16 kHz and 80 zeros, so that its last hop has a
+        frame), ints ``ssl_drop_frames`` (the frames before the target) and
+        ``num_frames`` (S // hop), and ``start``, the target's first sample
+        in the utterance.
 
     Example
     -------
@@ -317,10 +350,16 @@ def train_example(
     [(57600,), (144000,), (70400,)]
     >>> item["ssl_drop_frames"], item["num_frames"]
     (50, 120)
+    >>> item = train_example(torch.randn(24000 * 3), 24000, 480, ssl_context=None)
+    >>> item["ssl_wav"].shape, item["ssl_drop_frames"] == item["start"] // 480
+    (torch.Size([48080]), True)
     """
     num_samples = wav.shape[0]
     seg = segment_length(sample_rate, hop_length, segment_duration)
-    if num_samples >= seg:
+    if num_samples >= seg and ssl_context is None:
+        # The whole utterance's frame grid: the target starts on a hop.
+        start = hop_length * _randint((num_samples - seg) // hop_length, generator)
+    elif num_samples >= seg:
         # Any sample may start the target, as in SparkVox.
         start = _randint(num_samples - seg, generator)
     else:
@@ -338,6 +377,17 @@ def train_example(
         source[start : start + seg] = 0
     ref = _random_reference(source, int(sample_rate * ref_segment_duration), generator)
 
+    if ssl_context is None:
+        whole = to_ssl_rate(wav, sample_rate)
+        ssl = torch.nn.functional.pad(whole, (0, SSL_RECEPTIVE_FIELD - SSL_HOP))
+        return {
+            "wav": target,
+            "ref_wav": ref,
+            "ssl_wav": ssl,
+            "ssl_drop_frames": start // hop_length,
+            "num_frames": seg // hop_length,
+            "start": start,
+        }
     # Resample the whole utterance, then map the crop (C.3): with sr = 50 * hop
     # the mapped start is a whole 320-sample frame and the length is fixed.
     drop_frames = round(ssl_context * SSL_FRAME_RATE)
@@ -532,8 +582,9 @@ def build_datasets(
         Training target, seconds.
     ref_segment_duration : float
         Speaker reference, seconds.
-    ssl_context : float
-        wav2vec2 context per side for training items, seconds.
+    ssl_context : float or None
+        Front-end context per side for training items, seconds; ``None``:
+        the whole utterance (position-dependent front-ends such as Whisper).
     max_valid_duration : float
         Longest validation item, seconds.
     highpass_cutoff : float or None
@@ -594,11 +645,32 @@ def build_datasets(
 
 def _make_dataset(manifests, dynamic_item, min_duration):
     """A ``DynamicItemDataset`` over manifests, optionally without short items."""
-    data = read_manifests(manifests)
+    origins = {}
+    data = read_manifests(manifests, origins=origins, check_files=True)
     if not data:
         # DynamicItemDataset cannot be built from an empty dict.
         raise ManifestError(f"{manifests}: no items in the manifest(s)")
+    lines = {entry["wav_path"]: origins[index] for index, entry in data.items()}
+    dynamic_item = _naming_manifest_line(dynamic_item, lines)
     dataset = DynamicItemDataset(data, dynamic_items=[dynamic_item], output_keys=OUTPUT_KEYS)
     if min_duration is not None:
         dataset = dataset.filtered_sorted(key_min_value={"duration": min_duration})
     return dataset
+
+
+def _naming_manifest_line(dynamic_item, lines):
+    """The same dynamic item, whose audio errors also name the manifest line.
+
+    The up-front check reads only headers; a file that is damaged further in
+    (or deleted since) fails when a batch needs it, and the error then says
+    ``<manifest>:<line>: <file>: <problem>``.
+    """
+    func = dynamic_item.func
+
+    def pipeline(wav_path):
+        try:
+            return func(wav_path)
+        except AudioLoadError as err:
+            raise AudioLoadError(f"{lines.get(wav_path, '?')}: {err}") from err
+
+    return DynamicItem(takes=dynamic_item.takes, func=pipeline, provides=dynamic_item.provides)

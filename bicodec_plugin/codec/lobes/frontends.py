@@ -1,18 +1,30 @@
-"""Front-ends: the linear-magnitude mel of the speaker branch, and the frozen
-wav2vec2 layer mix of the semantic branch.
+"""Front-ends: the linear-magnitude mel of the speaker branch, the semantic
+front-end contract (:class:`SemanticFrontend`) and its released implementation,
+the frozen wav2vec2 layer mix (:class:`Wav2Vec2LayerMix`).
 
 Authors
  * BiCodec plugin authors 2026
 """
 
 import math
+import os
 
 import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
 from torch import nn
 
-from bicodec_plugin.codec.audio import SSL_HOP, SSL_RECEPTIVE_FIELD, ssl_num_frames_tensor
+from bicodec_plugin.codec.audio import (
+    SSL_HOP,
+    SSL_RECEPTIVE_FIELD,
+    SSL_SAMPLE_RATE,
+    ssl_num_frames_tensor,
+)
+from bicodec_plugin.formats.weights import (
+    ReleaseLoadError,
+    check_finite_parameters,
+    check_wav2vec2_folder,
+)
 
 logger = get_logger(__name__)
 
@@ -199,7 +211,94 @@ def _lean_feature_encoder(encoder, config):
             _mix_in(layer, _LeanLayerNormConv)
 
 
-class Wav2Vec2LayerMix(nn.Module):
+class SemanticFrontend(nn.Module):
+    """The contract between BiCodec and its frozen semantic front-end.
+
+    The semantic encoder, the training data pipeline
+    (:mod:`bicodec_plugin.training.data`, ``BiCodecBrain.ssl_features``) and
+    tokenization (``BiCodec.tokenize``) rely on exactly this, whatever model
+    computes the features:
+
+    * **Input**: 16 kHz audio ``wavs`` (B, N), float, and optionally
+      ``lengths`` (B,), the valid samples of each item (absolute ints).
+      ``N`` must be at least 400 (one frame); a shorter input is an error.
+    * **Output**: features (B, T, C) in float32 with ``C = output_size`` and
+      ``T = floor((N - 400) / 320) + 1``, wav2vec2's frame count
+      (:func:`~bicodec_plugin.codec.audio.ssl_num_frames`); frame t describes
+      the samples around ``320 * t + 200`` (the centre of wav2vec2's window
+      ``[320 t, 320 t + 400)``), so frame t lines up with hop t of the codec at
+      any model rate of 50 hops per second.
+    * **Padding**: with ``lengths``, each item's frames are its features
+      alone (an item never sees another's padding), and frames at or past
+      ``num_frames(lengths)`` are zero.
+    * **Grid shifts**: cutting the input at a multiple of 320 samples shifts
+      the frame grid by whole frames (frame counts and alignment, always).
+      Whether the feature *values* survive the cut too is the class
+      attribute ``shift_invariant``. Training relies on it: with
+      ``shift_invariant`` the data pipeline hands the front-end the target
+      segment with ``ssl_context`` seconds (a whole number of frames) of
+      real audio on each side and drops the context frames (wav2vec2's
+      convolutional positions make its features local); without it
+      (Whisper's absolute positions: the same audio 1 s later gives features
+      of cosine ~0.7) the recipe must set ``ssl_context: null``, the whole
+      utterance, so that training sees each frame at the position
+      tokenization gives it.
+    * **Long input**: :meth:`forward_windowed` computes one utterance in
+      windows with context, same T, memory bounded by the window.
+    * **Frozen**: eval mode (no dropout or masking), no gradients, and
+      ``train()`` does not change that. It is kept out of the trained
+      modules and checkpoints; ``.to(device)`` puts it on a device (one
+      instance per DDP process, on the process's device).
+
+    Subclasses implement :meth:`forward` and :meth:`forward_windowed` and set
+    ``output_size``; they call :meth:`freeze` at the end of ``__init__``.
+    """
+
+    sample_rate = SSL_SAMPLE_RATE
+    hop_length = SSL_HOP
+    receptive_field = SSL_RECEPTIVE_FIELD
+    output_size = None
+    shift_invariant = True
+
+    def freeze(self):
+        """Eval mode and no gradients, for good."""
+        self.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode=True):
+        """Keeps the front-end in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+    def num_frames(self, lengths):
+        """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
+        return ssl_num_frames_tensor(lengths)
+
+    def check_input(self, wavs):
+        """Raises ``ValueError`` unless ``wavs`` is (B, N) with N >= 400."""
+        if wavs.dim() != 2:
+            raise ValueError(f"expected 16 kHz audio of shape (B, N), got {tuple(wavs.shape)}")
+        if wavs.shape[1] < SSL_RECEPTIVE_FIELD:
+            raise ValueError(
+                f"audio too short for the semantic front-end: {wavs.shape[1]} samples "
+                f"(at least {SSL_RECEPTIVE_FIELD} at 16 kHz)"
+            )
+
+    def zero_past_lengths(self, feats, lengths):
+        """Zeroes the frames at or past each item's ``num_frames(lengths)``."""
+        frames = self.num_frames(lengths).to(feats.device)
+        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
+        return feats * valid.unsqueeze(-1)
+
+    def forward(self, wavs, lengths=None):
+        """(B, N) 16 kHz audio, optional (B,) lengths -> (B, T, C) features."""
+        raise NotImplementedError
+
+    def forward_windowed(self, wav, window_seconds=30.0, context_seconds=5.0):
+        """(1, N) audio of one utterance -> (1, T, C), in windows with context."""
+        raise NotImplementedError
+
+
+class Wav2Vec2LayerMix(SemanticFrontend):
     """Frozen wav2vec2 returning the mean of some hidden states (BiCodec: 11, 14, 16).
 
     Loads a HF ``transformers`` model from a local folder or a hub id, and
@@ -230,6 +329,11 @@ class Wav2Vec2LayerMix(nn.Module):
     truncate : bool
         Drop the layers after ``max(layers)``; ``False`` runs the full
         model (a baseline for benchmarks).
+    init_weights : bool
+        With a config as ``source``: ``False`` leaves the weights
+        uninitialised (no random init, which takes seconds at full size),
+        for weights loaded right after, as an exported folder's pretrainer
+        does.
 
     Example
     -------
@@ -245,7 +349,15 @@ class Wav2Vec2LayerMix(nn.Module):
     # True: ask the model for all hidden states (the reference's way; same values).
     keep_all_hidden_states = False
 
-    def __init__(self, source, layers=(11, 14, 16), save_path=None, normalize=None, truncate=True):
+    def __init__(
+        self,
+        source,
+        layers=(11, 14, 16),
+        save_path=None,
+        normalize=None,
+        truncate=True,
+        init_weights=True,
+    ):
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -254,18 +366,25 @@ class Wav2Vec2LayerMix(nn.Module):
             config = source
             config = Wav2Vec2Config.from_dict(config.to_dict())
             self._disable_stochastic(config)
-            model = Wav2Vec2Model(config)
+            if init_weights:
+                model = Wav2Vec2Model(config)
+            else:
+                from transformers.initialization import no_init_weights
+
+                with no_init_weights():
+                    model = Wav2Vec2Model(config)
         else:
-            config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
-            self._disable_stochastic(config)
-            model = Wav2Vec2Model.from_pretrained(source, config=config, cache_dir=save_path)
+            model, config = _load_pretrained(source, save_path, self._disable_stochastic)
             if normalize is None:
                 normalize = self._read_do_normalize(source, save_path)
         self.normalize = True if normalize is None else bool(normalize)
         depth = max(self.layers)
         if depth > config.num_hidden_layers:
-            raise ValueError(
-                f"layer {depth} requested but the model has {config.num_hidden_layers} layers"
+            where = "" if isinstance(source, Wav2Vec2Config) else f"{source}: "
+            error = ValueError if isinstance(source, Wav2Vec2Config) else ReleaseLoadError
+            raise error(
+                f"{where}layer {depth} requested but the model has "
+                f"{config.num_hidden_layers} layers"
             )
         if truncate:
             model.encoder.layers = model.encoder.layers[:depth]
@@ -275,10 +394,9 @@ class Wav2Vec2LayerMix(nn.Module):
         self.truncated = truncate
         self.model = model
         self.output_size = config.hidden_size
-        self.model.eval()
-        self.model.requires_grad_(False)
         if config.feat_extract_norm == "layer":
             _lean_feature_encoder(model.feature_extractor, config)
+        self.freeze()
 
     @staticmethod
     def _disable_stochastic(config):
@@ -301,16 +419,6 @@ class Wav2Vec2LayerMix(nn.Module):
                 source if isinstance(source, str) else "model",
             )
             return True
-
-    def train(self, mode=True):
-        """Keeps the frozen model in eval mode whatever ``mode`` is."""
-        super().train(mode)
-        self.model.eval()
-        return self
-
-    def num_frames(self, lengths):
-        """Frames for absolute sample lengths (tensor): floor((N - 400) / 320) + 1."""
-        return ssl_num_frames_tensor(lengths)
 
     def _layer_mix(self, inputs, attention_mask=None):
         """Mean of the selected hidden states, summed in the reference's order.
@@ -405,13 +513,7 @@ class Wav2Vec2LayerMix(nn.Module):
             (B, T, C) float32, T = floor((N - 400) / 320) + 1; frames past an
             item's own length are zero.
         """
-        if wavs.dim() != 2:
-            raise ValueError(f"expected 16 kHz audio of shape (B, N), got {tuple(wavs.shape)}")
-        if wavs.shape[1] < SSL_RECEPTIVE_FIELD:
-            raise ValueError(
-                f"audio too short for wav2vec2: {wavs.shape[1]} samples "
-                f"(at least {SSL_RECEPTIVE_FIELD} at 16 kHz)"
-            )
+        self.check_input(wavs)
         padded = lengths is not None and bool((lengths < wavs.shape[1]).any())
         inputs = normalize_per_utterance(wavs, lengths) if self.normalize else wavs
         mask = None
@@ -420,7 +522,53 @@ class Wav2Vec2LayerMix(nn.Module):
             mask = mask.long()
         mix = self._layer_mix(inputs, mask)
         if padded:
-            frames = self.num_frames(lengths)
-            valid = torch.arange(mix.shape[1], device=mix.device)[None, :] < frames[:, None]
-            mix = mix * valid.unsqueeze(-1)
+            mix = self.zero_past_lengths(mix, lengths)
         return mix
+
+
+def _load_pretrained(source, save_path, adjust_config):
+    """``Wav2Vec2Model.from_pretrained``, strictly: every weight loaded, all finite.
+
+    A local folder is checked first
+    (:func:`~bicodec_plugin.formats.weights.check_wav2vec2_folder`), and any
+    failure is a ``ReleaseLoadError`` naming the folder or file.
+
+    Returns
+    -------
+    model : transformers.Wav2Vec2Model
+    config : transformers.Wav2Vec2Config
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    if os.path.isdir(source):
+        check_wav2vec2_folder(source)
+    try:
+        config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
+        adjust_config(config)
+        # Mis-shaped tensors are reported below as an error, never re-initialised.
+        model, info = Wav2Vec2Model.from_pretrained(
+            source,
+            config=config,
+            cache_dir=save_path,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+        )
+    except ReleaseLoadError:
+        raise
+    except Exception as err:  # transformers raises OSError, RuntimeError, ValueError...
+        raise ReleaseLoadError(f"{source}: cannot load the wav2vec2 model ({err})") from err
+    # masked_spec_embed only serves SpecAugment masking, which stays off.
+    missing = sorted(k for k in info["missing_keys"] if k != "masked_spec_embed")
+    mismatched = [
+        f"{key}: file {tuple(file_shape)}, config {tuple(model_shape)}"
+        for key, file_shape, model_shape in sorted(info.get("mismatched_keys", []))
+    ]
+    if missing or mismatched:
+        raise ReleaseLoadError(
+            f"{source}: the wav2vec2 weights do not fill the model of its config.json: "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)}), "
+            f"mis-shaped {mismatched[:3]}{' ...' if len(mismatched) > 3 else ''} "
+            f"({len(mismatched)}); is config.json the one these weights were saved with?"
+        )
+    check_finite_parameters(model, source)
+    return model, config
