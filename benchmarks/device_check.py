@@ -33,6 +33,9 @@ own time box, so that one failure or a slow section does not lose the rest:
    on inputs of width 1 to 8, and the CPU tokenize of the reference's cost
    (24 layers), exact and fast (bf16) modes, interleaved, with per-run ratios and
    fast-vs-exact agreement.
+7. ``profile``: where the CPU tokenize time goes, for the reference's cost, exact
+   and fast modes: seconds of each stage (wav2vec2, speaker path, semantic path)
+   and the top operators of one ``torch.profiler`` run.
 
 Results go to ``DIR/device_check.json`` (rewritten after every section) and a
 summary table is printed at the end.
@@ -561,6 +564,79 @@ def section_cpu(ctx, budget):
     return out
 
 
+def _stage_times(tok, one):
+    """Seconds of each tokenize stage of one clip: wav2vec2, speaker path, semantic path."""
+    codec = tok.codec
+    wav = one.to(tok.device)
+    lengths = torch.tensor([wav.shape[-1]])
+    with torch.inference_mode(), tok.inference_ctx:
+        feats, t_ssl = timed(lambda: codec.ssl(wav), "cpu")
+        ref = codec.reference_clips(wav, lengths)
+        _, t_global = timed(lambda: codec.encode_global(ref), "cpu")
+        _, t_semantic = timed(lambda: codec.encode_semantic(feats), "cpu")
+    return {"ssl": t_ssl, "global": t_global, "semantic": t_semantic}
+
+
+def section_profile(ctx, budget):
+    """Where CPU tokenize time goes: per-stage seconds and the top operators.
+
+    For the reference's cost (24 layers), exact and fast (bf16) tokenizers at
+    ``--cpu-threads`` threads: stage times (interleaved, 2 rounds) and one
+    ``torch.profiler`` run of ``encode_batch`` (top operators by self CPU time).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from bicodec_plugin.inference import BiCodecTokenizer
+
+    torch.set_num_threads(ctx.args.cpu_threads)
+    toks = {
+        "reference": BiCodecTokenizer.from_release(
+            ctx.folder, run_opts={"device": "cpu"}, ssl_truncate=False, mmap_weights=False
+        ),
+        "exact": BiCodecTokenizer.from_release(ctx.folder, run_opts={"device": "cpu"}),
+    }
+    if native_bf16_cpu() or ctx.args.quick:
+        toks["fast"] = BiCodecTokenizer.from_release(
+            ctx.folder, run_opts={"device": "cpu", "precision": "bf16"}
+        )
+    one = _signal(ctx.args.seconds)[None]
+    out = {"threads": ctx.args.cpu_threads, "stages_s": {name: [] for name in toks}}
+    for tok in toks.values():
+        _stage_times(tok, one)  # warm-up
+    for round_ in range(2):
+        for name in list(toks) if round_ == 0 else list(toks)[::-1]:
+            out["stages_s"][name].append(_stage_times(toks[name], one))
+    out["top_ops"] = {}
+    for name, tok in toks.items():
+        if not budget.more():
+            break
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            tok.encode_batch(one)
+        rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in rows) or 1.0
+        out["top_ops"][name] = [
+            {
+                "op": e.key,
+                "self_s": e.self_cpu_time_total / 1e6,
+                "share": e.self_cpu_time_total / total,
+                "calls": e.count,
+            }
+            for e in rows[:12]
+        ]
+    for name, runs in out["stages_s"].items():
+        best = {k: min(r[k] for r in runs) for k in runs[0]}
+        ctx.lines.append(
+            f"[CPU {cpu_kind()}, {ctx.args.cpu_threads} threads] {name} stages (best of 2): "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
+        )
+    for name, rows in out["top_ops"].items():
+        ctx.lines.append(
+            f"[CPU {cpu_kind()}] {name} top ops: "
+            + ", ".join(f"{r['op']} {100 * r['share']:.0f}%" for r in rows[:6])
+        )
+    return out
+
+
 # -------------------------------------------------------------------------- main
 class Context:
     """What the sections share."""
@@ -590,7 +666,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--sections",
         nargs="+",
-        default=["codec", "fast", "stream", "training", "cpu"],
+        default=["codec", "fast", "stream", "training", "cpu", "profile"],
         help="which sections to run (environment and release always run)",
     )
     args = parser.parse_args(argv)
@@ -602,7 +678,7 @@ def parse_args(argv=None):
 
 
 # Seconds each section may spend on optional repeats (the first run always happens).
-BUDGETS = {"codec": 45, "fast": 25, "stream": 30, "training": 60, "cpu": 75}
+BUDGETS = {"codec": 45, "fast": 25, "stream": 30, "training": 60, "cpu": 75, "profile": 60}
 
 
 def main(argv=None):
@@ -620,6 +696,7 @@ def main(argv=None):
         "stream": section_stream,
         "training": section_training,
         "cpu": section_cpu,
+        "profile": section_profile,
     }
     sections += [(name, funcs[name]) for name in args.sections]
     try:

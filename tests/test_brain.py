@@ -245,3 +245,28 @@ def test_each_generator_term_reaches_the_generator(tmp_path, tiny_w2v, manifest)
     finally:
         brain.hparams.loss_weights = weights
         brain.modules.discriminator.requires_grad_(True)
+
+
+def test_losses_follow_the_brain_to_its_device(tmp_path, tiny_w2v, manifest, monkeypatch):
+    """Every module a recipe defines outside ``modules`` reaches the brain's device (the
+    mel loss holds STFT windows: left on the CPU, a GPU run fails at its first step)."""
+    from bicodec_plugin.training.brain import LOSS_KEYS
+
+    moved = []
+    original = torch.nn.Module.to
+
+    def spy(module, *args, **kwargs):
+        moved.append((module, str(args[0]) if args else str(kwargs.get("device"))))
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", spy)
+    brain, hparams, _ = make_brain(tmp_path / "run", tiny_w2v, manifest)
+    for name in LOSS_KEYS:
+        assert any(m is hparams[name] and d == str(brain.device) for m, d in moved), name
+    trained = set(map(id, hparams["modules"].values()))
+    outside = {
+        key
+        for key, value in hparams.items()
+        if isinstance(value, torch.nn.Module) and id(value) not in trained and key != "ssl"
+    }
+    assert outside <= set(LOSS_KEYS) | {"codec", "discriminator"}, outside

@@ -89,6 +89,17 @@ def checkpoint_meta(stats, stage_loss, step):
     return {"mel": mel if math.isfinite(mel) else float("inf"), "step": step}
 
 
+# The loss modules a recipe defines (hparams keys).
+LOSS_KEYS = (
+    "mel_loss",
+    "gen_adv_loss",
+    "disc_adv_loss",
+    "feat_match_loss",
+    "speaker_loss",
+    "feat_loss",
+)
+
+
 class BiCodecBrain(sb.Brain):
     """Trains BiCodec (``modules.generator``) against ``modules.discriminator``.
 
@@ -120,6 +131,10 @@ class BiCodecBrain(sb.Brain):
                 "(nor does the reference); raise batch_size or the number of processes instead"
             )
         self.hparams.ssl.to(self.device).eval()
+        # Losses live outside ``modules`` (nothing to train or checkpoint), but
+        # the mel loss holds STFT windows and filter banks: they go along.
+        for name in LOSS_KEYS:
+            getattr(self.hparams, name).to(self.device)
         self.skipped_steps = {"generator": 0, "discriminator": 0}
         self._log_buffer = {}
         self._compile()
