@@ -65,6 +65,12 @@ class BiCodecTokenizer(Pretrained):
                 self.device_type,
                 self.precision,
             )
+        if self.precision in ("bf16", "fp16"):
+            # This tokenizer runs its front-end under autocast only.
+            half = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            ssl = getattr(self.mods.codec, "ssl", None)
+            if ssl is not None:
+                ssl.hold_autocast_weights(half)
 
     @classmethod
     def from_release(

@@ -373,3 +373,30 @@ def test_emulated_half_precision_warns(reference_dir, caplog, device_type, preci
             TINY_RELEASE, run_opts={"device": device_type, "precision": precision}
         )
     assert ("emulated" in caplog.text) is (not native), caplog.text
+
+
+def test_fast_mode_holds_half_weights_with_the_same_features():
+    """Fast mode stores wav2vec2's linear and conv weights in bf16 once (autocast would
+    cast them at every call): its features equal those of the float32 weights cast
+    by autocast, bit for bit; layer norms keep float32."""
+    from conftest import TINY_RELEASE
+
+    from bicodec_plugin.inference import BiCodecTokenizer
+
+    fast = BiCodecTokenizer.from_release(
+        TINY_RELEASE, run_opts={"device": "cpu", "precision": "bf16"}
+    )
+    plain = BiCodecTokenizer.from_release(TINY_RELEASE, run_opts={"device": "cpu"})
+    model = fast.codec.ssl.model
+    linear = model.encoder.layers[0].feed_forward.intermediate_dense
+    assert linear.weight.dtype == linear.bias.dtype == torch.bfloat16
+    assert model.feature_extractor.conv_layers[0].conv.weight.dtype == torch.bfloat16
+    assert model.encoder.layers[0].layer_norm.weight.dtype == torch.float32
+    assert plain.codec.ssl.model.encoder.layers[0].feed_forward.intermediate_dense.weight.dtype == (
+        torch.float32
+    )
+    wav = golden("spk1_snt1")["wav"][:, :32000]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        held = fast.codec.ssl(wav)
+        cast_each_call = plain.codec.ssl(wav)
+    assert torch.equal(held, cast_each_call)
