@@ -60,7 +60,7 @@ def _norm_except_dim0(weight):
     return weight.norm(dim=tuple(range(1, weight.dim())), keepdim=True)
 
 
-def convert_release_state(model, release_state):
+def convert_release_state(model, release_state, nonfinite=None):
     """Maps a reference state dict onto ``model``'s keys, checking everything.
 
     ``weight_g``/``weight_v`` pairs feed weight-normed layers directly and are
@@ -74,6 +74,10 @@ def convert_release_state(model, release_state):
         Target model (weight norm folded or not).
     release_state : dict
         Reference key -> tensor.
+    nonfinite : list of str, optional
+        The file's tensors with NaN/inf values, already found by the caller
+        (:func:`_nonfinite_in_file`, which leaves a mapped file unread);
+        default: counted here on ``release_state``.
 
     Returns
     -------
@@ -91,15 +95,18 @@ def convert_release_state(model, release_state):
     used = set()
     converted, missing, shapes = {}, [], []
     # Checked on the file's own tensors, so that the message names the stored key.
-    nonfinite = [
-        f"{name} ({bad} of {value.numel()} values)"
-        for name, value in sorted(source.items())
-        if (bad := _count_nonfinite(value))
-    ]
+    if nonfinite is None:
+        nonfinite = [
+            f"{name} ({bad} of {value.numel()} values)"
+            for name, value in sorted(source.items())
+            if (bad := _count_nonfinite(value))
+        ]
 
     def take(name):
         used.add(name)
         return source[name]
+
+    file_tensors = {id(value) for value in source.values()}
 
     for key, ref in target.items():
         if key.endswith(WN_G) or key.endswith(WN_V):
@@ -137,7 +144,8 @@ def convert_release_state(model, release_state):
         if ref.is_floating_point() and not value.is_floating_point():
             shapes.append(f"{to_release_key(key)}: file dtype {value.dtype}, model {ref.dtype}")
             continue
-        bad = _count_nonfinite(value)
+        # A file tensor taken as it is was checked above; a computed one is checked now.
+        bad = 0 if id(value) in file_tensors else _count_nonfinite(value)
         if bad and not nonfinite:  # finite in the file, not after folding (a zero weight_v)
             shapes.append(f"{to_release_key(key)}: {bad} NaN or infinite values after folding")
             continue
@@ -194,8 +202,11 @@ def load_codec_weights(model, path, assign=False):
         raise ReleaseLoadError(f"{path}: cannot read safetensors file ({err})") from err
     if model.postnet is None:
         state = {k: v for k, v in state.items() if not k.startswith("postnet.")}
+    # Assigned tensors stay mapped: reading them here would make the whole
+    # file resident (the decoder's weights in a tokenize-only process too).
+    nonfinite = _nonfinite_in_file(path, sorted(state)) if assign else None
     try:
-        converted = convert_release_state(model, state)
+        converted = convert_release_state(model, state, nonfinite)
     except ReleaseLoadError as err:
         raise ReleaseLoadError(f"{path}: {err}") from None
     result = model.load_state_dict(converted, strict=False, assign=assign)
@@ -204,6 +215,30 @@ def load_codec_weights(model, path, assign=False):
     ]
     if leftover or result.unexpected_keys:
         raise ReleaseLoadError(f"{path}: internal key mismatch {leftover} {result.unexpected_keys}")
+
+
+def _nonfinite_in_file(path, names, group_bytes=64 << 20):
+    """``"name (bad of n values)"`` for the tensors of ``path`` with NaN/inf values.
+
+    Reads the file in groups of about ``group_bytes``, each through its own
+    short-lived mapping, so that the process never holds more than one group
+    (the page cache keeps the file; it is not this process's memory).
+    """
+    from safetensors import safe_open
+
+    bad_tensors, start = [], 0
+    while start < len(names):
+        with safe_open(path, framework="pt") as reader:
+            size = 0
+            while start < len(names) and (size == 0 or size < group_bytes):
+                name = names[start]
+                tensor = reader.get_tensor(name)
+                size += tensor.numel() * tensor.element_size()
+                if bad := _count_nonfinite(tensor):
+                    bad_tensors.append(f"{name} ({bad} of {tensor.numel()} values)")
+                del tensor
+                start += 1
+    return bad_tensors
 
 
 def _count_nonfinite(tensor):

@@ -8,6 +8,7 @@ Authors
 
 import math
 import os
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torchaudio
@@ -384,18 +385,22 @@ class Wav2Vec2LayerMix(SemanticFrontend):
                 with no_init_weights():
                     model = Wav2Vec2Model(config)
         else:
-            model, config = _load_pretrained(source, save_path, self._disable_stochastic)
+            # Truncated: the layers past the deepest one used are never read
+            # from the file (their pages never become this process's memory).
+            keep = max(self.layers) if truncate else None
+            model, config, file_layers = _load_pretrained(
+                source, save_path, self._disable_stochastic, keep
+            )
             if normalize is None:
                 normalize = self._read_do_normalize(source, save_path)
         self.normalize = True if normalize is None else bool(normalize)
         depth = max(self.layers)
-        if depth > config.num_hidden_layers:
+        if isinstance(source, Wav2Vec2Config):
+            file_layers = config.num_hidden_layers
+        if depth > file_layers:
             where = "" if isinstance(source, Wav2Vec2Config) else f"{source}: "
             error = ValueError if isinstance(source, Wav2Vec2Config) else ReleaseLoadError
-            raise error(
-                f"{where}layer {depth} requested but the model has "
-                f"{config.num_hidden_layers} layers"
-            )
+            raise error(f"{where}layer {depth} requested but the model has {file_layers} layers")
         if truncate:
             model.encoder.layers = model.encoder.layers[:depth]
             if config.do_stable_layer_norm:
@@ -556,8 +561,24 @@ class Wav2Vec2LayerMix(SemanticFrontend):
         return mix
 
 
-def _load_pretrained(source, save_path, adjust_config):
+@contextmanager
+def _quiet_transformers():
+    """``transformers`` logs errors only, for the time of the block."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _load_pretrained(source, save_path, adjust_config, keep_layers=None):
     """``Wav2Vec2Model.from_pretrained``, strictly: every weight loaded, all finite.
+
+    With ``keep_layers``, only the first ``keep_layers`` transformer layers
+    are built and read (the file's deeper layers are skipped, unread).
 
     A local folder is checked first
     (:func:`~bicodec_plugin.formats.weights.check_wav2vec2_folder`), and any
@@ -567,6 +588,8 @@ def _load_pretrained(source, save_path, adjust_config):
     -------
     model : transformers.Wav2Vec2Model
     config : transformers.Wav2Vec2Config
+    file_layers : int
+        Transformer layers in the file's config.
     """
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -575,14 +598,20 @@ def _load_pretrained(source, save_path, adjust_config):
     try:
         config = Wav2Vec2Config.from_pretrained(source, cache_dir=save_path)
         adjust_config(config)
-        # Mis-shaped tensors are reported below as an error, never re-initialised.
-        model, info = Wav2Vec2Model.from_pretrained(
-            source,
-            config=config,
-            cache_dir=save_path,
-            output_loading_info=True,
-            ignore_mismatched_sizes=True,
-        )
+        file_layers = config.num_hidden_layers
+        if keep_layers is not None and keep_layers < file_layers:
+            config.num_hidden_layers = keep_layers
+        # Mis-shaped tensors are reported below as an error, never re-initialised;
+        # the skipped deeper layers are the file's expected extra keys, not news.
+        quiet = _quiet_transformers() if config.num_hidden_layers < file_layers else nullcontext()
+        with quiet:
+            model, info = Wav2Vec2Model.from_pretrained(
+                source,
+                config=config,
+                cache_dir=save_path,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+            )
     except ReleaseLoadError:
         raise
     except Exception as err:  # transformers raises OSError, RuntimeError, ValueError...
@@ -601,4 +630,4 @@ def _load_pretrained(source, save_path, adjust_config):
             f"({len(mismatched)}); is config.json the one these weights were saved with?"
         )
     check_finite_parameters(model, source)
-    return model, config
+    return model, config, file_layers
