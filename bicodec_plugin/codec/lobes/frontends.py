@@ -212,6 +212,29 @@ def _lean_feature_encoder(encoder, config):
             _mix_in(layer, _LeanLayerNormConv)
 
 
+def frame_windows(total, window_seconds, context_seconds, frame_rate=50):
+    """Windows over ``total`` frames, for front-ends that run long input in pieces.
+
+    Yields
+    ------
+    start, end : int
+        The frames a window contributes (consecutive windows tile ``[0, total)``).
+    first, last : int
+        The frames it computes: ``[start, end)`` with up to ``context_seconds``
+        of real input on each side.
+
+    Example
+    -------
+    >>> list(frame_windows(120, 1, 0.2))
+    [(0, 50, 0, 60), (50, 100, 40, 110), (100, 120, 90, 120)]
+    """
+    window = max(int(round(window_seconds * frame_rate)), 1)
+    context = int(round(context_seconds * frame_rate))
+    for start in range(0, total, window):
+        end = min(start + window, total)
+        yield start, end, max(start - context, 0), min(end + context, total)
+
+
 class SemanticFrontend(nn.Module):
     """The contract between BiCodec and its frozen semantic front-end.
 
@@ -518,12 +541,8 @@ class Wav2Vec2LayerMix(SemanticFrontend):
             raise ValueError(f"audio too short for wav2vec2: {wav.shape[1]} samples")
         total = int(ssl_num_frames_tensor(torch.tensor(wav.shape[1])))
         inputs = normalize_per_utterance(wav) if self.normalize else wav
-        window = max(int(window_seconds * 50), 1)
-        context = int(context_seconds * 50)
         pieces = []
-        for start in range(0, total, window):
-            end = min(start + window, total)
-            first, last = max(start - context, 0), min(end + context, total)
+        for start, end, first, last in frame_windows(total, window_seconds, context_seconds):
             chunk = inputs[:, first * SSL_HOP : (last - 1) * SSL_HOP + SSL_RECEPTIVE_FIELD]
             mix = self._layer_mix(chunk)
             pieces.append(mix[:, start - first : end - first])

@@ -19,7 +19,7 @@ import torchaudio
 from speechbrain.utils.logger import get_logger
 
 from bicodec_plugin.codec.audio import SSL_HOP, SSL_RECEPTIVE_FIELD
-from bicodec_plugin.codec.lobes.frontends import SemanticFrontend
+from bicodec_plugin.codec.lobes.frontends import SemanticFrontend, frame_windows
 
 logger = get_logger(__name__)
 
@@ -312,12 +312,8 @@ class WhisperEncoder(SemanticFrontend):
     def _windowed(self, mel, window_seconds, context_seconds):
         """Encoder over mel windows of ``window`` frames with ``context`` frames per side."""
         total = mel.shape[-1] // 2
-        window = max(int(round(window_seconds * 50)), 1)
-        context = int(round(context_seconds * 50))
         pieces = []
-        for start in range(0, total, window):
-            end = min(start + window, total)
-            first, last = max(start - context, 0), min(end + context, total)
+        for start, end, first, last in frame_windows(total, window_seconds, context_seconds):
             out = self._encode(mel[..., 2 * first : 2 * last])
             pieces.append(out[:, start - first : end - first])
         return torch.cat(pieces, dim=1)
