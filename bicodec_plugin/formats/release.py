@@ -16,6 +16,7 @@ Authors
 import copy
 import math
 import os
+from contextlib import nullcontext
 
 import yaml
 
@@ -325,7 +326,9 @@ def load_release(
         copy; a weight becomes resident when first read) and, with ``fold``,
         fold the wave generator's weight norm on its first use: a process
         that only tokenizes never holds the decoder's weights. ``False``
-        copies everything in at once, as the reference does.
+        copies everything in at once, as the reference does. Mapped loading
+        builds the modules without initialising their parameters (all are
+        then loaded from the file).
 
     Returns
     -------
@@ -345,7 +348,12 @@ def load_release(
             raise ReleaseLoadError(f"{ssl_dir}: missing wav2vec2 folder")
         frontend = {"ssl_source": ssl_dir, "ssl_truncate": ssl_truncate}
         ssl = load_arch("frontend_wav2vec2", frontend)["ssl"]
-    model = build_bicodec(config, ssl=ssl, with_postnet=with_postnet, where=where)
+    # Mapped weights replace every parameter (the loader is strict), so random
+    # initial values would only be written to be dropped: skipping them keeps
+    # the untouched allocations out of resident memory while loading.
+    building = nullcontext() if not mmap_weights else _skip_parameter_init()
+    with building:
+        model = build_bicodec(config, ssl=ssl, with_postnet=with_postnet, where=where)
     weights = os.path.join(folder, "BiCodec", "model.safetensors")
     if not mmap_weights:
         if fold:
@@ -360,6 +368,13 @@ def load_release(
             elif name != "ssl":
                 fold_weight_norm(module)
     return model.eval(), config
+
+
+def _skip_parameter_init():
+    """A context in which modules are built without initialising their parameters."""
+    from transformers.initialization import no_init_weights
+
+    return no_init_weights()
 
 
 def _plain(value):
