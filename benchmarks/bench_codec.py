@@ -325,13 +325,14 @@ def use_reference_decoder_arithmetic(tokenizer):
 def use_reference_frontend(tokenizer):
     """Baseline only: the wav2vec2 front-end computes and holds what the reference's does.
 
-    Ours releases the feature encoder's intermediate tensors early (GELU in
-    place) and keeps only the three hidden states it averages (same values,
-    less memory); the reference uses HF's layers and asks for all hidden
-    states.
+    Ours runs the feature encoder's first layers on pieces, releases their
+    intermediate tensors early (GELU in place) and keeps only the three hidden
+    states it averages (same values, less memory); the reference runs HF's
+    layers in one pass and asks for all hidden states.
     """
     ssl = tokenizer.codec.ssl
     ssl.keep_all_hidden_states = True
+    ssl.model.feature_extractor.chunk_frames = None  # one pass over the whole signal
     for layer in ssl.model.feature_extractor.conv_layers:
         plain = (
             type(layer).__mro__[2] if type(layer).__name__.startswith("LeanLayerNormConv") else None

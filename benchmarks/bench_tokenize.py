@@ -7,7 +7,7 @@ Two tokenizers are loaded in this process from a full-size random-weight release
 
 * ``reference``: the reference's cost -- all 24 wav2vec2 layers, the feature encoder
   in one pass and all hidden states kept (``bench_codec.use_reference_frontend``);
-* ``ours``: the defaults (16 layers, the feature encoder's first layers on 5 s pieces).
+* ``ours``: the defaults (16 layers, the feature encoder's first layers on 4 s pieces).
 
 After one warm-up each, ``--rounds`` rounds each tokenize the same ``--seconds`` clip
 once with each tokenizer, the order alternating (reference, ours, then ours,
