@@ -22,7 +22,11 @@ import yaml
 
 from bicodec_plugin.arch import arch_defaults, build_codec, load_arch
 from bicodec_plugin.codec.audio import SSL_HOP, SSL_SAMPLE_RATE
-from bicodec_plugin.codec.lobes.layers import defer_weight_norm_fold, fold_weight_norm
+from bicodec_plugin.codec.lobes.layers import (
+    defer_weight_norm_fold,
+    fold_weight_norm,
+    skip_parameter_init,
+)
 from bicodec_plugin.formats.weights import (  # noqa: F401  (re-exported)
     ReleaseLoadError,
     load_codec_weights,
@@ -351,7 +355,7 @@ def load_release(
     # Mapped weights replace every parameter (the loader is strict), so random
     # initial values would only be written to be dropped: skipping them keeps
     # the untouched allocations out of resident memory while loading.
-    building = nullcontext() if not mmap_weights else _skip_parameter_init()
+    building = nullcontext() if not mmap_weights else skip_parameter_init()
     with building:
         model = build_bicodec(config, ssl=ssl, with_postnet=with_postnet, where=where)
     weights = os.path.join(folder, "BiCodec", "model.safetensors")
@@ -368,13 +372,6 @@ def load_release(
             elif name != "ssl":
                 fold_weight_norm(module)
     return model.eval(), config
-
-
-def _skip_parameter_init():
-    """A context in which modules are built without initialising their parameters."""
-    from transformers.initialization import no_init_weights
-
-    return no_init_weights()
 
 
 def _plain(value):

@@ -21,6 +21,7 @@ from bicodec_plugin.codec.audio import (
     SSL_SAMPLE_RATE,
     ssl_num_frames_tensor,
 )
+from bicodec_plugin.codec.lobes.layers import skip_parameter_init
 from bicodec_plugin.formats.weights import (
     ReleaseLoadError,
     check_finite_parameters,
@@ -403,9 +404,7 @@ class Wav2Vec2LayerMix(SemanticFrontend):
             if init_weights:
                 model = Wav2Vec2Model(config)
             else:
-                from transformers.initialization import no_init_weights
-
-                with no_init_weights():
+                with skip_parameter_init():
                     model = Wav2Vec2Model(config)
         else:
             # Truncated: the layers past the deepest one used are never read

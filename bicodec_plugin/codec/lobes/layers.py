@@ -265,3 +265,25 @@ class Snake1d(nn.Module):
         # are large; this saves four allocations and passes over memory).
         out = torch.mul(x, alpha).sin_()
         return out.mul_(out).mul_(inv_alpha).add_(x)
+
+
+def skip_parameter_init():
+    """A context in which modules are built without initialising their parameters.
+
+    For parameters that a strict loader fills next: the random values would
+    be computed only to be dropped, and writing them makes the allocations
+    resident. ``transformers``' context (``transformers.initialization`` from
+    v5, ``transformers.modeling_utils`` before).
+
+    Example
+    -------
+    >>> with skip_parameter_init():
+    ...     layer = torch.nn.Linear(4, 3)
+    >>> layer.weight.shape
+    torch.Size([3, 4])
+    """
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers < 5
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
