@@ -154,6 +154,20 @@ def build_release(folder, seed=0):
     return folder
 
 
+def ensure_release(folder):
+    """``folder`` as a full-size release: reused when complete, else built there.
+
+    Returns
+    -------
+    str
+        ``folder``.
+    """
+    if not is_release(folder):
+        print(f"building a full-size random release in {folder} ...", flush=True)
+        build_release(folder)
+    return folder
+
+
 def is_release(folder):
     """True when ``folder`` looks like a complete release folder."""
     return all(

@@ -46,8 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_codec import (  # noqa: E402  (sibling script)
     DEFAULT_CLIP,
     SAMPLE_RATE,
-    build_release,
-    is_release,
+    ensure_release,
     load_signal,
     sync,
 )
@@ -187,10 +186,7 @@ def main(argv=None):
 
     tmp = tempfile.mkdtemp(prefix="bench_fast_")
     try:
-        folder = args.folder or os.path.join(tmp, "release")
-        if not is_release(folder):
-            print(f"\nbuilding a full-size random release in {folder} ...", flush=True)
-            build_release(folder)
+        folder = ensure_release(args.folder or os.path.join(tmp, "release"))
         print(f"\nfull size, {args.seconds:g} s clip, median of {args.repeats} interleaved runs:")
         medians, counts, source = time_full_size(args, folder)
     finally:

@@ -48,7 +48,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_codec import build_release, is_release, sync  # noqa: E402  (sibling script)
+from bench_codec import ensure_release, sync  # noqa: E402  (sibling script)
 from machine import describe, load_average, machine_kind  # noqa: E402
 
 from bicodec_plugin.inference import BiCodecTokenizer  # noqa: E402
@@ -234,10 +234,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="bench_stream_")
     try:
-        folder = args.folder or os.path.join(tmp, "release")
-        if not is_release(folder):
-            print(f"building a full-size random release in {folder} ...", flush=True)
-            build_release(folder)
+        folder = ensure_release(args.folder or os.path.join(tmp, "release"))
         tok = BiCodecTokenizer.from_release(folder, run_opts={"device": args.device})
         machine = machine_kind(args.device)
         print(describe(machine), flush=True)

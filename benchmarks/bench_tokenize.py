@@ -41,8 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_codec import (  # noqa: E402  (sibling script)
     DEFAULT_CLIP,
     SAMPLE_RATE,
-    build_release,
-    is_release,
+    ensure_release,
     load_signal,
     sync,
     use_reference_frontend,
@@ -127,10 +126,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="bench_tok_")
     try:
-        folder = args.folder or os.path.join(tmp, "release")
-        if not is_release(folder):
-            print(f"building a full-size random release in {folder} ...", flush=True)
-            build_release(folder)
+        folder = ensure_release(args.folder or os.path.join(tmp, "release"))
         toks = load_pair(folder, args.device)
         signal, source = load_signal(args.clip, int(args.seconds * SAMPLE_RATE))
         machine = machine_kind(args.device)
