@@ -10,7 +10,8 @@ C=25, C=50, then the reverse order, ...):
 * ``whole``: ``BiCodecTokenizer.decode`` of the whole sequence (the reference point);
 * ``stream``: ``tok.stream_decoder(glob, chunk_frames=C)`` fed ``C`` tokens per
   ``push`` (an LLM loop that hands over a chunk's worth of tokens at a time), then
-  ``finish``; with the exact lookahead (the default, stream = decode) and, run once
+  ``finish``; ``C`` may be a growing schedule such as ``10,25,50`` (chunks of 10,
+  25, then 50 frames; fed 10 tokens per push); with the exact lookahead (the default, stream = decode) and, run once
   each, with the smaller ``--approx-lookaheads`` (each chunk's last frames decoded as
   if the sequence ended at the last token received);
 * ``--window`` adds the window mode (each chunk re-decoded with its context) at C=25.
@@ -67,15 +68,33 @@ def snr_db(reference, estimate):
     return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 
+def chunk_spec(text):
+    """``"25"`` -> 25; ``"10,25,50"`` -> (10, 25, 50), a growing chunk schedule.
+
+    Example
+    -------
+    >>> chunk_spec("25"), chunk_spec("10,25,50")
+    (25, (10, 25, 50))
+    """
+    sizes = tuple(int(size) for size in text.split(","))
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def chunk_label(chunk):
+    """The table's name for a chunk size or schedule."""
+    return ",".join(map(str, chunk)) if isinstance(chunk, tuple) else str(chunk)
+
+
 def run_stream(tok, glob, sem, chunk, lookahead=None, mode="cached", device="cpu"):
-    """Feeds ``chunk`` tokens per push; returns the audio and the timings."""
+    """Feeds the smallest chunk's worth of tokens per push; returns the audio and the timings."""
     sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
     stream = tok.stream_decoder(glob, chunk_frames=chunk, lookahead=lookahead, mode=mode)
+    piece = min(chunk) if isinstance(chunk, tuple) else chunk
     chunks, first, first_push, first_tokens = [], None, None, None
-    for start in range(0, sem.shape[1], chunk):
+    for start in range(0, sem.shape[1], piece):
         push_start = time.perf_counter()
-        out = stream.push(sem[:, start : start + chunk])
+        out = stream.push(sem[:, start : start + piece])
         if out and first is None:
             sync(device)
             now = time.perf_counter()
@@ -135,7 +154,7 @@ def measure(tok, args):
         audio, res = run_stream(tok, glob, sem, chunk, lookahead, mode, args.device)
         timings[cfg] = [res]
         outputs[cfg] = audio
-        print(f"  {mode} C={chunk} lookahead={lookahead}: done", flush=True)
+        print(f"  {mode} C={chunk_label(chunk)} lookahead={lookahead}: done", flush=True)
     whole_cpu = statistics.median(r["cpu_s"] for r in timings[("whole", None, None)])
     whole_wall = statistics.median(r["wall_s"] for r in timings[("whole", None, None)])
     rows = []
@@ -143,7 +162,7 @@ def measure(tok, args):
         mode, chunk, _ = cfg
         row = {
             "mode": mode,
-            "chunk_frames": chunk,
+            "chunk_frames": chunk_label(chunk) if chunk is not None else None,
             "wall_s": statistics.median(r["wall_s"] for r in runs),
             "cpu_s": statistics.median(r["cpu_s"] for r in runs),
             "wall_runs_s": [r["wall_s"] for r in runs],
@@ -211,7 +230,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", help="full-size release to reuse (built there if missing)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length of the tokens")
-    parser.add_argument("--chunks", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument(
+        "--chunks",
+        type=chunk_spec,
+        nargs="+",
+        default=[10, 25, 50, (10, 25, 50)],
+        help="chunk sizes in frames; a comma list is a growing schedule (10,25,50)",
+    )
     parser.add_argument(
         "--approx-lookaheads",
         type=int,

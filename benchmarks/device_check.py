@@ -19,8 +19,8 @@ own time box, so that one failure or a slow section does not lose the rest:
 3. ``fast``: bf16 autocast tokenize (and detokenize) time and its token agreement
    with float32 (global and semantic), B=1 and B=8.
 4. ``stream``: streaming detokenization with the exact lookahead, chunks of 10, 25
-   and 50 frames: first-chunk latency, total time, real-time factor, ratio to the
-   whole decode, max |stream - decode|.
+   and 50 frames and the default schedule (10, 25, 50, 100): first-chunk latency,
+   total time, real-time factor, ratio to the whole decode, max |stream - decode|.
 5. ``training``: ``BiCodecBrain.fit_batch`` steps of ``hparams/bicodec_16k.yaml``
    (random audio, batch 8 of 2.4 s, random wav2vec2 features, a few warm-up
    steps) in fp32 and bf16, plus the frozen full-size wav2vec2 forward of such a
@@ -317,7 +317,7 @@ def section_fast(ctx, budget):
 
 def section_stream(ctx, budget):
     """Streaming detokenization with the exact lookahead."""
-    from bench_streaming import run_stream, run_whole, snr_db
+    from bench_streaming import chunk_label, run_stream, run_whole, snr_db
 
     tok, dev = ctx.exact, ctx.device
     gen = torch.Generator().manual_seed(0)
@@ -328,18 +328,19 @@ def section_stream(ctx, budget):
     run_whole(tok, glob, sem, dev)  # warm-up
     whole, whole_res = run_whole(tok, glob, sem, dev)
     out = {"whole_decode_s": whole_res["wall_s"], "audio_s": audio_s, "chunks": {}}
-    for chunk in (10, 25, 50):
+    for chunk in (10, 25, 50, (10, 25, 50, 100)):  # the last: the default schedule
         if not budget.more():
             break
-        run_stream(tok, glob, sem[:, : 3 * chunk + 80], chunk, device=dev)  # warm-up
+        warm = 3 * (max(chunk) if isinstance(chunk, tuple) else chunk) + 80
+        run_stream(tok, glob, sem[:, :warm], chunk, device=dev)  # warm-up
         audio, res = run_stream(tok, glob, sem, chunk, device=dev)
         res["rtf"] = res["wall_s"] / audio_s
         res["over_whole"] = res["wall_s"] / whole_res["wall_s"]
         res["max_abs_diff"] = float((audio.cpu() - whole.cpu()).abs().max())
         res["snr_db"] = snr_db(whole.cpu(), audio.cpu())
-        out["chunks"][chunk] = res
+        out["chunks"][chunk_label(chunk)] = res
         ctx.lines.append(
-            f"[{ctx.kind}] stream C={chunk}: first chunk after {res['first_chunk_tokens']} tokens, "
+            f"[{ctx.kind}] stream C={chunk_label(chunk)}: first chunk after {res['first_chunk_tokens']} tokens, "
             f"{res['first_chunk_s']:.3f} s (last push {res['first_chunk_last_push_s']:.3f} s); "
             f"total {res['wall_s']:.3f} s, RTF {res['rtf']:.4f}, x{res['over_whole']:.2f} of "
             f"the whole decode; max diff {res['max_abs_diff']:.1e}"

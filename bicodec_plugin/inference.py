@@ -410,7 +410,9 @@ class BiCodecTokenizer(Pretrained):
         wavs, _ = self.decode_batch(global_tokens, semantic_tokens)
         return wavs
 
-    def stream_decoder(self, global_tokens, chunk_frames=25, lookahead=None, mode="cached"):
+    def stream_decoder(
+        self, global_tokens, chunk_frames=(10, 25, 50, 100), lookahead=None, mode="cached"
+    ):
         """Decoder for semantic tokens that arrive in pieces (an LLM loop): audio chunk by chunk.
 
         See :class:`~bicodec_plugin.codec.streaming.StreamingDecoder`. With the
@@ -421,8 +423,11 @@ class BiCodecTokenizer(Pretrained):
         ---------
         global_tokens : torch.Tensor
             (32,) or (B, 32) int.
-        chunk_frames : int
-            Tokens (frames) of audio per chunk (25 = 0.5 s).
+        chunk_frames : int or sequence of int
+            Tokens (frames) of audio per chunk (25 = 0.5 s at 16 kHz), or the
+            sizes of the first chunks, the last repeating: the default
+            ``(10, 25, 50, 100)`` returns its first chunk early and costs less
+            in total than a whole decode (larger steps use the CPU better).
         lookahead : int, optional
             Tokens past a chunk that must have arrived before it is returned
             (default: the exact lookahead of the decoder's receptive field).

@@ -13,7 +13,8 @@
    held-out clips and resynthesises them, and prints what the tokens carry:
    validation semantic perplexity, distinct semantic and global tokens per
    clip, how many of the 32 global tokens differ between clips of the two
-   voices and within a voice,
+   voices and within a voice, how well the global tokens identify the voice
+   (nearest-neighbour over every clip of the corpus),
    mel distance and STOI of the resynthesis, and the time taken; it writes
    wavs, a spectrogram PNG and ``summary.json``.
 
@@ -135,6 +136,74 @@ def voice_difference(rows):
     return {"different_voices": mean(other), "same_voice": mean(same)}
 
 
+def voice_identification(tokenizer, clips):
+    """Do the global tokens tell the voices apart? Nearest-neighbour voice identification.
+
+    Every clip of the corpus (training and held-out) is tokenized; each clip is
+    then given the voice of its nearest other clip, by three distances between
+    the global tokens: the number of tokens that differ (a token differs when
+    any of its FSQ digits does), the L1 distance between their FSQ codes
+    (level by level), and the distance between the d-vectors the tokens
+    decode to (what the decoder is conditioned on). No voice label is used in
+    training, so a score well above chance (about half with two balanced
+    voices) means the tokens carry the voice.
+
+    Arguments
+    ---------
+    tokenizer : BiCodecTokenizer
+        The trained model.
+    clips : list of dict
+        ``path`` and ``speaker`` of each clip.
+
+    Returns
+    -------
+    dict
+        ``clips``, ``correct_by_tokens``, ``correct_by_codes`` and
+        ``correct_by_d_vector`` (leave-one-out counts), and the mean number of
+        differing tokens between and within voices over all clip pairs.
+    """
+    fsq = tokenizer.codec.speaker_encoder.quantizer
+    tokens, codes, vectors = [], [], []
+    with torch.inference_mode():
+        for item in clips:
+            global_tokens, _ = tokenizer.encode_file(item["path"])
+            global_tokens = global_tokens.reshape(1, fsq.num_quantizers, -1)
+            tokens.append(global_tokens.reshape(-1).cpu())
+            codes.append(fsq.indices_to_codes(global_tokens).reshape(-1).float().cpu())
+            vectors.append(tokenizer.codec.speaker_vector(global_tokens).reshape(-1).float().cpu())
+    tokens, codes, vectors = torch.stack(tokens), torch.stack(codes), torch.stack(vectors)
+    voices = [item["speaker"] for item in clips]
+    differing = (tokens[:, None, :] != tokens[None, :, :]).sum(-1).float()
+    distance = torch.cdist(vectors, vectors)
+
+    def nearest_neighbour_hits(dist):
+        dist = dist.clone()
+        dist.fill_diagonal_(float("inf"))
+        nearest = dist.argmin(dim=1).tolist()  # ties: the lowest index
+        return sum(voices[i] == voices[j] for i, j in enumerate(nearest))
+
+    same = [
+        float(differing[i, j])
+        for i in range(len(clips))
+        for j in range(i + 1, len(clips))
+        if voices[i] == voices[j]
+    ]
+    other = [
+        float(differing[i, j])
+        for i in range(len(clips))
+        for j in range(i + 1, len(clips))
+        if voices[i] != voices[j]
+    ]
+    return {
+        "clips": len(clips),
+        "correct_by_tokens": nearest_neighbour_hits(differing),
+        "correct_by_codes": nearest_neighbour_hits(torch.cdist(codes, codes, p=1)),
+        "correct_by_d_vector": nearest_neighbour_hits(distance),
+        "differing_between_voices": sum(other) / len(other) if other else None,
+        "differing_within_voice": sum(same) / len(same) if same else None,
+    }
+
+
 def main(argv=None):
     """Builds the corpus, trains, evaluates and prints the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -204,6 +273,13 @@ def main(argv=None):
     os.makedirs(results, exist_ok=True)
     start = time.time()
     rows = evaluate(tokenizer, clips, results)
+    every_clip = []
+    for manifest in (corpus["train_manifest"], corpus["valid_manifest"]):
+        with open(manifest, encoding="utf-8") as fin:
+            every_clip += [json.loads(line) for line in fin if line.strip()]
+    for clip in every_clip:
+        clip["path"] = os.path.join(folder, clip["wav_path"])
+    voices = voice_identification(tokenizer, every_clip)
     eval_seconds = time.time() - start
 
     valid = last_valid_stats(os.path.join(run, "train_log.txt"))
@@ -217,6 +293,7 @@ def main(argv=None):
         "mean_distinct_semantic": sum(r["distinct_semantic"] for r in rows) / len(rows),
         "mean_distinct_global": sum(r["distinct_global"] for r in rows) / len(rows),
         "global_tokens_differing_between_voices": voice_difference(rows),
+        "voice_identification": voices,
         "mean_mel_distance": sum(r["mel_distance"] for r in rows) / len(rows),
         "mean_stoi": sum(r["stoi"] for r in rows) / len(rows),
         "train_seconds": round(train_seconds, 1),
@@ -242,6 +319,14 @@ def main(argv=None):
             f"{differ['different_voices']:.1f} between the two voices, "
             f"{differ['same_voice']:.1f} within a voice"
         )
+    print(
+        f"voice identification from the global tokens (nearest other clip, all "
+        f"{voices['clips']} clips): {voices['correct_by_tokens']}/{voices['clips']} by "
+        f"differing tokens, {voices['correct_by_codes']}/{voices['clips']} by FSQ codes, "
+        f"{voices['correct_by_d_vector']}/{voices['clips']} by d-vector "
+        f"(chance about half); tokens differing {voices['differing_between_voices']:.1f} "
+        f"between voices, {voices['differing_within_voice']:.1f} within"
+    )
     print(
         f"mean over {len(rows)} held-out clips: mel distance {summary['mean_mel_distance']:.3f}, "
         f"STOI {summary['mean_stoi']:.3f}"

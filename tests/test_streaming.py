@@ -55,6 +55,25 @@ def test_stream_equals_decode(tiny_tokenizer, mode, chunk_frames):
     assert float((audio - whole).abs().max()) < 1e-6
 
 
+@pytest.mark.parametrize("mode", ["cached", "window"])
+def test_growing_chunk_schedule(tiny_tokenizer, mode):
+    """``chunk_frames=(5, 10, 20)``: chunks of 5, 10, then 20 frames; still equal to ``decode``."""
+    glob, sem = _tokens()
+    total = sem.shape[1]
+    whole = tiny_tokenizer.decode(glob, sem)
+    stream = tiny_tokenizer.stream_decoder(glob, chunk_frames=(5, 10, 20), mode=mode)
+    chunks, received_at = _run(stream, sem, _pieces(total, seed=3))
+    frames = [c.shape[-1] // tiny_tokenizer.hop_length for c in chunks]
+    expected = [5, 10] + [20] * ((total - 15) // 20)
+    if sum(expected) < total:
+        expected.append(total - sum(expected))
+    assert frames == expected
+    assert float((torch.cat(chunks, dim=-1) - whole).abs().max()) < 1e-6
+    ends = torch.tensor(expected).cumsum(0).tolist()
+    # no chunk comes out before its last token and the lookahead have arrived
+    assert all(got >= min(end + stream.lookahead, total) for got, end in zip(received_at, ends))
+
+
 def test_chunks_wait_for_exactly_the_lookahead(tiny_tokenizer):
     """One token at a time: each chunk comes out when its last token + lookahead have arrived."""
     glob, sem = _tokens("spk1_snt1")
@@ -134,8 +153,9 @@ def test_batch_and_single_pieces(tiny_tokenizer):
 def test_bad_input(tiny_tokenizer):
     """Clear errors name the argument."""
     glob, sem = _tokens("spk1_snt1")
-    with pytest.raises(ValueError, match="chunk_frames"):
-        tiny_tokenizer.stream_decoder(glob, chunk_frames=0)
+    for bad in (0, [], [10, 0], 2.5, True):
+        with pytest.raises(ValueError, match="chunk_frames"):
+            tiny_tokenizer.stream_decoder(glob, chunk_frames=bad)
     with pytest.raises(ValueError, match="lookahead"):
         tiny_tokenizer.stream_decoder(glob, lookahead=-1)
     with pytest.raises(ValueError, match="mode"):

@@ -321,6 +321,8 @@ class ResidualFSQ(nn.Module):
     (torch.Size([2, 16, 32]), torch.Size([2, 1, 32]))
     >>> torch.allclose(rfsq.indices_to_output(idx), zq)
     True
+    >>> rfsq.indices_to_codes(idx).shape  # levels in [-1, 1] per code dimension
+    torch.Size([2, 32, 6])
     """
 
     def __init__(self, levels=(4, 4, 4, 4, 4, 4), num_quantizers=1, dim=128):
@@ -368,8 +370,13 @@ class ResidualFSQ(nn.Module):
         out = self.project_out(quantized_out).transpose(1, 2)  # -> (B, dim, N)
         return out, torch.stack(all_indices, dim=1)
 
-    def indices_to_output(self, indices):
-        """Token ids (B, num_quantizers, N) -> quantised latents (B, dim, N)."""
+    def indices_to_codes(self, indices):
+        """Token ids (B, num_quantizers, N) -> FSQ codes (B, N, len(levels)), stages summed.
+
+        Each code dimension takes one of its levels (in [-1, 1], scaled per
+        stage): the space in which two token sequences are compared level by
+        level.
+        """
         if indices.dim() != 3 or indices.shape[1] != self.num_quantizers:
             raise ValueError(
                 f"expected indices of shape (B, {self.num_quantizers}, N), "
@@ -378,4 +385,9 @@ class ResidualFSQ(nn.Module):
         codes = 0.0
         for q, (layer, scale) in enumerate(zip(self.layers, self.scales)):
             codes = codes + layer.indices_to_codes(indices[:, q]) * scale
+        return codes
+
+    def indices_to_output(self, indices):
+        """Token ids (B, num_quantizers, N) -> quantised latents (B, dim, N)."""
+        codes = self.indices_to_codes(indices)
         return self.project_out(codes).transpose(1, 2)  # (B, N, dim) -> (B, dim, N)
