@@ -340,7 +340,8 @@ def section_stream(ctx, budget):
         res["snr_db"] = snr_db(whole.cpu(), audio.cpu())
         out["chunks"][chunk_label(chunk)] = res
         ctx.lines.append(
-            f"[{ctx.kind}] stream C={chunk_label(chunk)}: first chunk after {res['first_chunk_tokens']} tokens, "
+            f"[{ctx.kind}] stream C={chunk_label(chunk)}: first chunk after "
+            f"{res['first_chunk_tokens']} tokens, "
             f"{res['first_chunk_s']:.3f} s (last push {res['first_chunk_last_push_s']:.3f} s); "
             f"total {res['wall_s']:.3f} s, RTF {res['rtf']:.4f}, x{res['over_whole']:.2f} of "
             f"the whole decode; max diff {res['max_abs_diff']:.1e}"

@@ -174,7 +174,6 @@ def voice_identification(tokenizer, clips):
     tokens, codes, vectors = torch.stack(tokens), torch.stack(codes), torch.stack(vectors)
     voices = [item["speaker"] for item in clips]
     differing = (tokens[:, None, :] != tokens[None, :, :]).sum(-1).float()
-    distance = torch.cdist(vectors, vectors)
 
     def nearest_neighbour_hits(dist):
         dist = dist.clone()
@@ -182,25 +181,16 @@ def voice_identification(tokenizer, clips):
         nearest = dist.argmin(dim=1).tolist()  # ties: the lowest index
         return sum(voices[i] == voices[j] for i, j in enumerate(nearest))
 
-    same = [
-        float(differing[i, j])
-        for i in range(len(clips))
-        for j in range(i + 1, len(clips))
-        if voices[i] == voices[j]
-    ]
-    other = [
-        float(differing[i, j])
-        for i in range(len(clips))
-        for j in range(i + 1, len(clips))
-        if voices[i] != voices[j]
-    ]
+    pairs = voice_difference(
+        [{"speaker": voice, "global_tokens": row.tolist()} for voice, row in zip(voices, tokens)]
+    )
     return {
         "clips": len(clips),
         "correct_by_tokens": nearest_neighbour_hits(differing),
         "correct_by_codes": nearest_neighbour_hits(torch.cdist(codes, codes, p=1)),
-        "correct_by_d_vector": nearest_neighbour_hits(distance),
-        "differing_between_voices": sum(other) / len(other) if other else None,
-        "differing_within_voice": sum(same) / len(same) if same else None,
+        "correct_by_d_vector": nearest_neighbour_hits(torch.cdist(vectors, vectors)),
+        "differing_between_voices": pairs["different_voices"],
+        "differing_within_voice": pairs["same_voice"],
     }
 
 

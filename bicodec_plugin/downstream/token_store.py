@@ -49,6 +49,7 @@ from speechbrain.utils.data_pipeline import GeneratorDynamicItem
 from speechbrain.utils.logger import get_logger
 
 from bicodec_plugin.errors import CorruptChunkError, TokenStoreError
+from bicodec_plugin.formats.weights import read_json_object
 
 logger = get_logger(__name__)
 
@@ -589,14 +590,7 @@ def read_meta(folder):
     path = os.path.join(folder, META_FILE)
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TokenStoreError(f"{path}: unreadable ({err})") from None
-    if not isinstance(meta, dict):
-        raise TokenStoreError(f"{path}: expected a JSON object, found {type(meta).__name__}")
-    return meta
+    return read_json_object(path, TokenStoreError, "unreadable")
 
 
 def read_index(folder, missing=None):

@@ -218,15 +218,14 @@ def fetch_first(source, filenames, savedir=None, fetch_config=None):
     """
     source = str(source)
     config = fetch_config_for(fetch_config)
+    # A local folder, or a savedir that a former fetch filled: no look-up on the hub.
+    local = source if os.path.isdir(source) else savedir
+    if local is not None:
+        for name in filenames:
+            if (pathlib.Path(local) / name).is_file():
+                return fetch_model_file(source, name, savedir, fetch_config=config)
     if os.path.isdir(source):
-        for name in filenames:
-            if os.path.isfile(os.path.join(source, name)):
-                return fetch_model_file(source, name, savedir, fetch_config=config)
         raise ReleaseLoadError(f"{source}: none of {', '.join(filenames)}")
-    if savedir is not None:  # fetched before: no look-up on the hub
-        for name in filenames:
-            if (pathlib.Path(savedir) / name).exists():
-                return fetch_model_file(source, name, savedir, fetch_config=config)
     reasons = []
     for name in filenames:
         try:

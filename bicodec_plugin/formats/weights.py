@@ -312,16 +312,16 @@ def check_wav2vec2_folder(folder):
             f"{config}: missing (the wav2vec2 folder needs the config.json its weights were "
             "saved with)"
         )
-    _read_json_object(config)
+    read_json_object(config)
     preprocessor = os.path.join(folder, "preprocessor_config.json")
     if os.path.exists(preprocessor):
-        _read_json_object(preprocessor)
+        read_json_object(preprocessor)
     safetensors = os.path.join(folder, "model.safetensors")
     pickled = os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(safetensors):
         check_safetensors_file(safetensors)
     elif os.path.isfile(os.path.join(folder, "model.safetensors.index.json")):
-        _read_json_object(os.path.join(folder, "model.safetensors.index.json"))
+        read_json_object(os.path.join(folder, "model.safetensors.index.json"))
     elif os.path.isfile(pickled):
         _check_torch_file(pickled)
     else:
@@ -355,14 +355,38 @@ def check_finite_parameters(module, where):
         )
 
 
-def _read_json_object(path):
+def read_json_object(path, error=ReleaseLoadError, problem="not valid JSON"):
+    """A JSON file holding one object, as a dict; ``error`` naming the file otherwise.
+
+    Arguments
+    ---------
+    path : str
+        The file.
+    error : type
+        Exception raised when it cannot be read, is not JSON or not an object.
+    problem : str
+        What the message says of a file that cannot be read or parsed.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "list.json"
+    >>> _ = path.write_text("[1, 2]")
+    >>> read_json_object(str(path))
+    Traceback (most recent call last):
+    ...
+    bicodec_plugin.formats.weights.ReleaseLoadError: ...list.json: expected a JSON object, found list
+    """
     try:
         with open(path, encoding="utf-8") as fin:
             data = json.load(fin)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReleaseLoadError(f"{path}: not valid JSON ({err})") from None
+        raise error(f"{path}: {problem} ({err})") from None
     if not isinstance(data, dict):
-        raise ReleaseLoadError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
 
 
